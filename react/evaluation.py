@@ -1,0 +1,125 @@
+"""Evaluate one model: sample questions, run the agent, write the episode Parquet."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from react.agent import AgentConfig, Episode, Task, episode_row, run_agent
+from react.backends import Sampling, available_cpus, make_backend
+from react.hotpotqa import POPULATION, sample_questions
+from react.io import read_parquet, sha256_text, write_parquet
+from react.provenance import make_provenance
+from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
+from react.wiki import Corpus, WikiEnv
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    location: str  # a folder, or a Hugging Face id
+    backend: str
+    options: dict[str, Any]  # backend constructor options (dtype, batch_size, ...)
+
+
+def agent_config(agent: dict[str, Any]) -> AgentConfig:
+    return AgentConfig(
+        max_steps=agent["max_steps"],
+        sampling=Sampling(agent["max_new_tokens"], agent["temperature"], agent["top_p"]),
+        seed=agent["seed"],
+    )
+
+
+def backend_options(model_spec: dict[str, Any], backends: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """Constructor options of the model's backend from the model entry and the `backends` section."""
+    quantization = None if model_spec["quantization"] == "none" else model_spec["quantization"]
+    if threads:  # `--cores 8` on a 2-core laptop: more threads than CPUs only thrash
+        threads = min(threads, len(available_cpus()))
+    common = {"dtype": model_spec["dtype"], "threads": threads, "quantization": quantization,
+              "trust_remote_code": model_spec["trust_remote_code"]}
+    if model_spec["backend"] == "vllm":
+        vllm = dict(backends["vllm"])
+        if model_spec["max_model_len"]:
+            vllm["max_model_len"] = model_spec["max_model_len"]
+        return {**common, **vllm}
+    return {**common, **backends["transformers"]}
+
+
+def load_tasks(split_path: str | Path, split: str, n: int | None, seed: int,
+               population: int | None = None) -> list[Task]:
+    table = read_parquet(split_path, SPLIT_SCHEMA)
+    population = population or POPULATION.get(split)
+    rows = table.select(["id", "index", "question", "answer"]).to_pylist()
+    positions = sample_questions(table, n, seed=seed, population=population)
+    return [Task(rows[p]["id"], rows[p]["question"], rows[p]["answer"], split, rows[p]["index"]) for p in positions]
+
+
+def progress_logger(total: int, started: float):
+    def on_step(step: int, episodes: list[Episode]) -> None:
+        done = [e for e in episodes if e.done]
+        correct = sum(
+            e.finish_reason == "finished" and episode_row_em(e) for e in done
+        )
+        log.info("step %d: %d/%d episodes done, %d correct so far, %.0f s", step, len(done), total,
+                 correct, time.perf_counter() - started)
+    return on_step
+
+
+def episode_row_em(e: Episode) -> bool:
+    from react.metrics import exact_match
+
+    return exact_match(e.prediction or "", e.task.answer)
+
+
+def evaluate_model(
+    *,
+    model: ModelRef,
+    split_path: str | Path,
+    split: str,
+    corpus_path: str | Path,
+    index_path: str | Path,
+    prompt_path: str | Path,
+    agent: dict[str, Any],
+    n_questions: int | None,
+    sample_seed: int,
+    population: int | None,
+    out_path: str | Path,
+    provenance_config: dict[str, Any],
+) -> pa.Table:
+    prefix = Path(prompt_path).read_text(encoding="utf-8")
+    tasks = load_tasks(split_path, split, n_questions, sample_seed, population)
+    corpus = Corpus.load(corpus_path, index_path)
+    config = agent_config(agent)
+    log.info("model %s (%s, backend %s): %d questions from %s", model.name, model.location, model.backend,
+             len(tasks), split)
+    started = time.perf_counter()
+    backend = make_backend(model.backend, model.location, model.name, model.options)
+    log.info("backend ready in %.0f s", time.perf_counter() - started)
+    try:
+        started = time.perf_counter()
+        episodes = run_agent(tasks, backend, lambda: WikiEnv(corpus), prefix, config,
+                             on_step=progress_logger(len(tasks), started))
+    finally:
+        backend.close()
+    prompt_sha = sha256_text(prefix)
+    rows = [episode_row(e, model=model.name, backend=model.backend, config=config,
+                        prompt_sha256=prompt_sha, corpus_sha256=corpus.sha256) for e in episodes]
+    table = pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
+    inputs = {"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path}
+    if Path(model.location).exists():
+        inputs["model"] = model.location
+    provenance = make_provenance("evaluate", provenance_config, inputs)
+    provenance.update(model=model.name, model_location=model.location, prompt_sha256=prompt_sha,
+                      corpus_sha256=corpus.sha256, wall_seconds=None)
+    write_parquet(table, out_path, provenance)
+    em = sum(r["em"] for r in rows)
+    log.info("wrote %s: EM %d/%d = %.1f%% in %.0f s", out_path, em, len(rows), 100 * em / max(1, len(rows)),
+             time.perf_counter() - started)
+    return table

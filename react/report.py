@@ -1,0 +1,38 @@
+"""The comparison table and the results database, made by the SQL files in react/sql/."""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from pathlib import Path
+
+import duckdb
+
+from react.io import atomic_path, read_parquet
+from react.schemas import EPISODE_SCHEMA
+
+log = logging.getLogger(__name__)
+
+
+def sql(name: str) -> str:
+    return files("react.sql").joinpath(name).read_text(encoding="utf-8")
+
+
+def build_results(eval_files: list[str | Path], published_csv: str | Path | None,
+                  table_csv: str | Path, db_path: str | Path) -> None:
+    """Write ``db_path`` (tables + views `episodes`, `summary`, `comparison`) and ``table_csv``."""
+    for path in eval_files:
+        read_parquet(path, EPISODE_SCHEMA)  # fail on a corrupt or off-contract file, naming it
+    with atomic_path(db_path) as tmp_db:
+        tmp_db.unlink()  # duckdb creates the file itself
+        with duckdb.connect(str(tmp_db)) as con:
+            con.execute("SET VARIABLE eval_files = ?", [[str(p) for p in eval_files]])
+            con.execute(sql("tables.sql"))
+            if published_csv:
+                con.execute("SET VARIABLE published_csv = ?", [str(published_csv)])
+                con.execute(sql("published.sql"))
+            con.execute(sql("views.sql"))
+            with atomic_path(table_csv) as tmp_csv:
+                con.execute(f"COPY (FROM comparison) TO '{tmp_csv}' (HEADER, DELIMITER ',')")
+            for row in con.sql("FROM comparison").fetchall():
+                log.info("%s", row)

@@ -1,0 +1,15 @@
+-- Base tables of results/results.duckdb. Variables set by react.report:
+--   eval_files: list of results/eval/*.parquet files (one per model).
+-- The episode rows are copied in, so the database works wherever it is opened.
+CREATE TABLE episode_rows AS
+SELECT * EXCLUDE (filename), parse_filename(filename, true) AS eval_file
+FROM read_parquet(getvariable('eval_files'), union_by_name = true, filename = true);
+
+-- Published figures (ReAct README); only ever shown as rows of kind 'published'.
+CREATE TABLE published_rows (
+    model VARCHAR NOT NULL,
+    em DOUBLE NOT NULL,
+    n INTEGER,
+    protocol VARCHAR,
+    source VARCHAR NOT NULL
+);

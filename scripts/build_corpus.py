@@ -1,0 +1,9 @@
+"""Snakemake rule build_corpus: the offline Wikipedia (title, sentences) from the splits' contexts."""
+
+from react.provenance import make_provenance
+from react.wiki import build_corpus
+from react.workflow import logged
+
+with logged(snakemake):  # noqa: F821 - injected by Snakemake
+    build_corpus(list(snakemake.input), snakemake.output[0],
+                 make_provenance("build_corpus", {"corpus": snakemake.wildcards.corpus}))

