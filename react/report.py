@@ -13,6 +13,10 @@ from react.schemas import EPISODE_SCHEMA
 
 log = logging.getLogger(__name__)
 
+# The `duckdb` command line from PyPI (duckdb-cli) lags the Python package by a
+# storage version; writing this one keeps `duckdb results/results.duckdb` working.
+STORAGE_VERSION = "v1.5.0"
+
 
 def sql(name: str) -> str:
     return files("react.sql").joinpath(name).read_text(encoding="utf-8")
@@ -20,12 +24,14 @@ def sql(name: str) -> str:
 
 def build_results(eval_files: list[str | Path], published_csv: str | Path | None,
                   table_csv: str | Path, db_path: str | Path) -> None:
-    """Write ``db_path`` (tables + views `episodes`, `summary`, `comparison`) and ``table_csv``."""
+    """Write ``db_path`` (tables + views `episodes`, `summary`) and ``table_csv`` (= `summary`)."""
     for path in eval_files:
         read_parquet(path, EPISODE_SCHEMA)  # fail on a corrupt or off-contract file, naming it
     with atomic_path(db_path) as tmp_db:
         tmp_db.unlink()  # duckdb creates the file itself
-        with duckdb.connect(str(tmp_db)) as con:
+        with duckdb.connect() as con:
+            con.execute(f"ATTACH '{tmp_db}' AS results (STORAGE_VERSION '{STORAGE_VERSION}')")
+            con.execute("USE results")
             con.execute("SET VARIABLE eval_files = ?", [[str(p) for p in eval_files]])
             con.execute(sql("tables.sql"))
             if published_csv:
@@ -33,6 +39,8 @@ def build_results(eval_files: list[str | Path], published_csv: str | Path | None
                 con.execute(sql("published.sql"))
             con.execute(sql("views.sql"))
             with atomic_path(table_csv) as tmp_csv:
-                con.execute(f"COPY (FROM comparison) TO '{tmp_csv}' (HEADER, DELIMITER ',')")
-            for row in con.sql("FROM comparison").fetchall():
+                con.execute(f"COPY (FROM summary ORDER BY kind = 'published', model) TO '{tmp_csv}' (HEADER)")
+            for row in con.sql("FROM summary").fetchall():
                 log.info("%s", row)
+            con.execute("USE memory")
+            con.execute("DETACH results")

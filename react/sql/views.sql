@@ -4,7 +4,8 @@
 CREATE VIEW episodes AS
 SELECT * FROM episode_rows;
 
--- One row per model. EM and F1 in percent; the EM interval is the 95% Wilson
+-- One row per model (measured), then the published figures (kind 'published'),
+-- each group ordered by model name. EM and F1 in percent; the EM interval is the 95% Wilson
 -- score interval (z = 1.96), which behaves at small n and at 0% / 100%.
 CREATE VIEW summary AS
 WITH per_model AS (
@@ -26,34 +27,26 @@ wilson AS (
         (p + z * z / (2 * n)) / (1 + z * z / n) AS centre,
         z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n) AS half_width
     FROM per_model
+),
+measured AS (
+    SELECT
+        'measured' AS kind,
+        model,
+        backend,
+        n,
+        round(100 * p, 1) AS em,
+        round(100 * greatest(centre - half_width, 0), 1) AS em_ci_low,
+        round(100 * least(centre + half_width, 1), 1) AS em_ci_high,
+        round(100 * f1, 1) AS f1,
+        round(mean_steps, 2) AS mean_steps,
+        round(100 * finished, 1) AS finished_pct,
+        round(100 * coalesce(invalid_actions, 0), 1) AS invalid_action_pct,
+        NULL::VARCHAR AS source
+    FROM wilson
+),
+published AS (
+    SELECT 'published' AS kind, model, NULL::VARCHAR AS backend, n::BIGINT AS n, em, source
+    FROM published_rows
 )
-SELECT
-    'measured' AS kind,
-    model,
-    backend,
-    n,
-    round(100 * p, 1) AS em,
-    round(100 * greatest(centre - half_width, 0), 1) AS em_ci_low,
-    round(100 * least(centre + half_width, 1), 1) AS em_ci_high,
-    round(100 * f1, 1) AS f1,
-    round(mean_steps, 2) AS mean_steps,
-    round(100 * finished, 1) AS finished_pct,
-    round(100 * coalesce(invalid_actions, 0), 1) AS invalid_action_pct,
-    NULL::VARCHAR AS source
-FROM wilson
-UNION ALL BY NAME
-SELECT
-    'published' AS kind,
-    model,
-    NULL AS backend,
-    n,
-    em,
-    source
-FROM published_rows;
-
--- The table written to results/table.csv: measured rows first, then published; by model.
-CREATE VIEW comparison AS
-SELECT kind, model, backend, n, em, em_ci_low, em_ci_high, f1, mean_steps, finished_pct,
-       invalid_action_pct, source
-FROM summary
+SELECT * FROM (FROM measured UNION ALL BY NAME FROM published)
 ORDER BY kind = 'published', model;

@@ -1,0 +1,86 @@
+"""Configuration validation: defaults, and errors that name the offending key."""
+
+import copy
+
+import pytest
+import yaml
+
+from react.config import ConfigError, load_config, validate_config
+
+
+@pytest.fixture
+def default(project_dir):
+    return yaml.safe_load((project_dir / "config/config.yaml").read_text())
+
+
+def check(config, *fragments):
+    with pytest.raises(ConfigError) as info:
+        validate_config(copy.deepcopy(config))
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_default_config_is_valid_and_gets_defaults(project_dir):
+    config = load_config(project_dir / "config/config.yaml")
+    assert config["agent"] == {"max_steps": 7, "max_new_tokens": 100, "temperature": 0.0, "top_p": 1.0, "seed": 0}
+    assert config["models"]["smollm2-135m"]["trust_remote_code"] is False
+    assert config["evaluation"]["seed"] == 233
+
+
+def test_unknown_key_is_named(default):
+    default["models"]["smollm2-135m"]["backendd"] = "vllm"
+    check(default, "config key 'models.smollm2-135m.backendd': unknown key")
+
+
+def test_unknown_top_level_key_is_named(default):
+    default["evaluaton"] = {}
+    check(default, "config key 'evaluaton': unknown key")
+
+
+def test_wrong_type_is_named(default):
+    default["evaluation"]["n_questions"] = "fifty"
+    check(default, "config key 'evaluation.n_questions'", "'fifty' is not of type")
+
+
+def test_unknown_model_is_named(default):
+    default["evaluation"]["models"] = ["smollm2-135m", "gpt-5"]
+    check(default, "config key 'evaluation.models[1]': unknown model 'gpt-5'", "smollm2-135m")
+
+
+def test_model_needs_exactly_one_source(default):
+    default["models"]["two"] = {"path": "/x", "hf_id": "a/b"}
+    check(default, "config key 'models.two': give exactly one of gguf, path, hf_id")
+
+
+def test_model_folder_without_config_is_named(default, tmp_path):
+    default["models"]["local"] = {"path": str(tmp_path)}
+    check(default, "config key 'models.local.path'", "no config.json")
+
+
+def test_bad_model_name_is_named(default):
+    default["models"]["bad/name"] = {"hf_id": "a/b"}
+    check(default, "bad/name")
+
+
+def test_unknown_split_and_corpus(default):
+    default["evaluation"]["split"] = "test"
+    default["evaluation"]["corpus"] = "fullwiki"
+    check(default, "config key 'evaluation.split': unknown split 'test'",
+          "config key 'evaluation.corpus': unknown corpus 'fullwiki'")
+
+
+def test_missing_bundled_file(default):
+    default["data"]["dev"]["files"] = ["nope.jsonl.gz"]
+    check(default, "config key 'data.dev.files[0]': file nope.jsonl.gz not found")
+
+
+def test_official_source_needs_url_and_sha256(default):
+    default["data"]["dev"] = {"source": "official"}
+    check(default, "config key 'data.dev'", "'url' is a required property")
+
+
+def test_yaml_that_does_not_parse_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)

@@ -1,0 +1,93 @@
+"""The comparison table and results database, from evaluation files made by the agent."""
+
+import csv
+import math
+
+import duckdb
+import pytest
+
+from react.agent import AgentConfig, Task, episode_row, run_agent
+from react.io import DataFileError, write_parquet
+from react.report import build_results
+from react.schemas import EPISODE_SCHEMA
+from react.wiki import Corpus, WikiEnv
+
+
+def eval_file(path, scripted, model, answers):
+    """An evaluation file where question i is answered answers[i] (gold is 'a')."""
+    corpus = Corpus.from_paragraphs({"A": ["A is a page."]})
+    tasks = [Task(f"q{i}", f"Question {i}?", "a", "dev", index=i) for i in range(len(answers))]
+
+    def script(prompt, stop):
+        i = int(prompt.split("Question ")[-1].split("?")[0])
+        return f" think\nAction 1: {answers[i]}"
+
+    config = AgentConfig()
+    episodes = run_agent(tasks, scripted(script), lambda: WikiEnv(corpus), "P\n", config)
+    rows = [episode_row(e, model=model, backend="scripted", config=config, prompt_sha256="p",
+                        corpus_sha256="c") for e in episodes]
+    import pyarrow as pa
+
+    write_parquet(pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA), path, {"step": "test"})
+    return path
+
+
+def wilson(k, n, z=1.959964):
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(100 * max(centre - half, 0), 1), round(100 * min(centre + half, 1), 1)
+
+
+@pytest.fixture
+def results(tmp_path, scripted, project_dir):
+    a = eval_file(tmp_path / "zeta.parquet", scripted, "zeta", ["Finish[a]"] * 3 + ["Finish[b]"] * 7)
+    b = eval_file(tmp_path / "alpha.parquet", scripted, "alpha", ["Finish[a]", "Bogus[x]", "Finish[b]", "Finish[a]"])
+    table, db = tmp_path / "table.csv", tmp_path / "results.duckdb"
+    build_results([a, b], project_dir / "config/published.csv", table, db)
+    return list(csv.DictReader(table.open())), db
+
+
+def test_table_rows_and_order(results):
+    rows, _ = results
+    assert [(r["kind"], r["model"]) for r in rows] == [
+        ("measured", "alpha"), ("measured", "zeta"),
+        ("published", "GPT-3 text-davinci-002 (ReAct)"), ("published", "PaLM-540B (ReAct)"),
+    ]
+    assert list(rows[0]) == ["kind", "model", "backend", "n", "em", "em_ci_low", "em_ci_high", "f1",
+                             "mean_steps", "finished_pct", "invalid_action_pct", "source"]
+
+
+def test_em_interval_finished_and_invalid_rates(results):
+    rows, _ = results
+    alpha, zeta = rows[0], rows[1]
+    assert (zeta["n"], zeta["em"]) == ("10", "30.0")
+    assert (float(zeta["em_ci_low"]), float(zeta["em_ci_high"])) == wilson(3, 10)
+    assert (alpha["n"], alpha["em"], alpha["finished_pct"]) == ("4", "50.0", "75.0")
+    # alpha's second question writes an invalid action at each of its 7 steps: 7 of 10 actions.
+    assert alpha["invalid_action_pct"] == "70.0"
+
+
+def test_published_rows_are_flagged_and_carry_no_measurements(results):
+    rows, _ = results
+    for row in rows[2:]:
+        assert row["kind"] == "published" and row["source"].startswith("ReAct README")
+        assert row["em_ci_low"] == row["f1"] == row["backend"] == ""
+    assert {r["em"] for r in rows[2:]} == {"29.4", "30.4"}
+
+
+def test_database_views_work_without_the_parquet_files(results, tmp_path):
+    _, db = results
+    for parquet in tmp_path.glob("*.parquet"):
+        parquet.unlink()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select count(*) from episodes").fetchall() == [(14,)]
+        assert con.sql("select model from summary where kind = 'measured'").fetchall() == [("alpha",), ("zeta",)]
+
+
+def test_corrupt_eval_file_is_named(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataFileError, match="bad.parquet: not a readable Parquet file"):
+        build_results([bad], None, tmp_path / "t.csv", tmp_path / "r.duckdb")
+    assert not (tmp_path / "t.csv").exists() and not (tmp_path / "r.duckdb").exists()

@@ -1,0 +1,64 @@
+"""A tiny random Llama with a locally trained byte-level BPE tokenizer: no downloads.
+
+Its output is noise (random words, control characters, broken UTF-8), which is
+what the robustness tests want; it is useless for accuracy.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def training_texts(n_questions: int = 200) -> list[str]:
+    texts = [(PROJECT / "config/prompts/react_hotpotqa.txt").read_text()]
+    with gzip.open(PROJECT / "resources/hotpotqa/dev_distractor.jsonl.gz", "rt") as fh:
+        for i, line in enumerate(fh):
+            if i >= n_questions:
+                break
+            item = json.loads(line)
+            paragraphs = " ".join("".join(sentences) for _, sentences in item["context"])
+            texts.append(f"{item['question']} {item['answer']} {paragraphs}")
+    return texts
+
+
+def build_tiny_model(out_dir: Path, vocab_size: int = 1024, seed: int = 0) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(training_texts(), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=128,  # head_dim 64: a size vLLM's CPU attention supports
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=16384,  # the few-shot prompt is ~2.9k tokens with this vocabulary
+        tie_word_embeddings=True,
+        initializer_range=0.3,  # varied noise rather than one repeated token
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(out_dir)
+    fast.save_pretrained(out_dir)
+    return out_dir
