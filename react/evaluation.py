@@ -117,7 +117,7 @@ def evaluate_model(
         inputs["model"] = model.location
     provenance = make_provenance("evaluate", provenance_config, inputs)
     provenance.update(model=model.name, model_location=model.location, prompt_sha256=prompt_sha,
-                      corpus_sha256=corpus.sha256, wall_seconds=None)
+                      corpus_sha256=corpus.sha256)
     write_parquet(table, out_path, provenance)
     em = sum(r["em"] for r in rows)
     log.info("wrote %s: EM %d/%d = %.1f%% in %.0f s", out_path, em, len(rows), 100 * em / max(1, len(rows)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import random
 import sys
 import urllib.parse
@@ -49,6 +50,7 @@ DOWNLOAD_TIMEOUT_S = 60
 USER_AGENT = f"react-bench/{__version__} (python-urllib)"
 
 Row = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 # --- validation helpers: each names the place (`where`) and the key -------------------
@@ -361,6 +363,7 @@ def prepare_split(
     write_parquet(
         table, out_path, {**provenance, "split": split, "source": source, "inputs": inputs, "rows": len(rows)}
     )
+    log.info("split %s: %d questions from %s (%s) -> %s", split, len(rows), source, inputs, out_path)
     return table
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -53,6 +54,7 @@ INDEX_META = "react_corpus.json"  # next to bm25s's own files in the index dir
 N_SEARCH_SENTENCES = 5  # ReAct's _get_page_obs shows the first 5 sentences
 N_SIMILAR = 5  # ReAct shows result_titles[:5]
 EMPTY_PAGE = "(This page is empty.)"
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- corpus file
@@ -103,6 +105,8 @@ def build_corpus(
             "conflicting_titles_sample": sorted(conflicts)[:20],
         },
     )
+    log.info("corpus %s: %d titles from %d paragraphs (%d titles seen with differing text, first kept)",
+             out_parquet, len(titles), n_paragraphs, len(conflicts))
 
 
 def _rows_sha256(titles: Iterable[str], sentences: Iterable[list[str]]) -> str:
@@ -167,6 +171,7 @@ def build_index(corpus_parquet: str | Path, index_dir: str | Path) -> None:
         if index_dir.exists():  # a directory cannot be replaced atomically; drop the old one first
             shutil.rmtree(index_dir)
         os.replace(tmp, index_dir)
+        log.info("BM25 index of %d titles -> %s", len(titles), index_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -30,10 +30,10 @@ def tiny_config(tiny_model, **overrides):
     return config
 
 
-def snakemake(project_dir, workdir, config, *args, target="results/table.csv"):
+def snakemake(project_dir, workdir, config, *args, target="results/table.csv", env=None):
     path = Path(workdir) / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         # The target first: --configfile takes several values and would swallow it.
         [*SNAKEMAKE, target, "-s", str(project_dir / "Snakefile"), "-d", str(workdir), "--cores", "2",
@@ -114,3 +114,24 @@ def test_model_that_does_not_load_is_named(project_dir, tiny_model, tmp_path):
     assert result.returncode != 0
     assert "Error in rule evaluate: model 'broken'" in result.stderr
     assert not (tmp_path / "results/eval/broken.parquet").exists()
+
+
+def fill_hub_cache(cache: Path, repo_id: str, model_dir: Path) -> None:
+    """Lay a model out as huggingface_hub's cache does (what a past download leaves behind)."""
+    commit = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
+@pytest.mark.slow
+def test_hugging_face_id_loads_through_the_hub_cache_offline(project_dir, tiny_model, tmp_path):
+    cache = tmp_path / "hub"
+    fill_hub_cache(cache, "local-test/tiny-llama", tiny_model)
+    config = tiny_config(tiny_model, models={"hub": {"hf_id": "local-test/tiny-llama", "backend": "transformers"}})
+    config["evaluation"]["models"] = ["hub"]
+    config["evaluation"]["n_questions"] = 1
+    result = snakemake(project_dir, tmp_path, config, env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_parquet(tmp_path / "results/eval/hub.parquet", EPISODE_SCHEMA).num_rows == 1
