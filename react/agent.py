@@ -14,7 +14,8 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from react.backends import Backend, Generation, Sampling
 from react.metrics import exact_match, f1_score
@@ -135,14 +136,15 @@ def _call(backend: Backend, episodes: list[Episode], prompts: list[str], stop: l
         for prompt, seed in zip(prompts, seeds):
             try:
                 gens.append(backend.generate([prompt], stop, sampling, [seed])[0])
+                errors.append(None)
             except Exception as single_exc:  # noqa: BLE001
                 gens.append(None)
                 errors.append(single_exc)
-        if len(errors) == len(prompts):
-            raise errors[0]  # systemic: the engine itself is broken, not one prompt
-        for e, gen in zip(episodes, gens):
-            if gen is None:
-                e.error = f"{type(errors[0]).__name__}: {errors[0]}"
+        if all(error is not None for error in errors):
+            raise errors[0] from exc  # systemic: the engine itself is broken, not one prompt
+        for e, error in zip(episodes, errors):
+            if error is not None:
+                e.error = f"{type(error).__name__}: {error}"
                 _close_unfinished(e, "error")
     share = (time.perf_counter() - start) / max(1, len(prompts))
     for e in episodes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from react.agent import AgentConfig, Episode, Task, episode_row, run_agent
 from react.backends import Sampling, available_cpus, make_backend
 from react.hotpotqa import POPULATION, sample_questions
 from react.io import read_parquet, sha256_text, write_parquet
+from react.metrics import exact_match
 from react.provenance import make_provenance
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
 from react.wiki import Corpus, WikiEnv
@@ -61,21 +63,16 @@ def load_tasks(split_path: str | Path, split: str, n: int | None, seed: int,
     return [Task(rows[p]["id"], rows[p]["question"], rows[p]["answer"], split, rows[p]["index"]) for p in positions]
 
 
-def progress_logger(total: int, started: float):
+def progress_logger(total: int, started: float) -> Callable[[int, list[Episode]], None]:
+    """Log one line per step: how many episodes are done and how many of them are right."""
+
     def on_step(step: int, episodes: list[Episode]) -> None:
         done = [e for e in episodes if e.done]
-        correct = sum(
-            e.finish_reason == "finished" and episode_row_em(e) for e in done
-        )
+        correct = sum(exact_match(e.prediction or "", e.task.answer) for e in done if e.finish_reason == "finished")
         log.info("step %d: %d/%d episodes done, %d correct so far, %.0f s", step, len(done), total,
                  correct, time.perf_counter() - started)
+
     return on_step
-
-
-def episode_row_em(e: Episode) -> bool:
-    from react.metrics import exact_match
-
-    return exact_match(e.prediction or "", e.task.answer)
 
 
 def evaluate_model(

