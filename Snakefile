@@ -16,6 +16,8 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
+include: "rules/trajectories.smk"
+include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 

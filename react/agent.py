@@ -20,6 +20,7 @@ from typing import Any
 from react.backends import Backend, Generation, Sampling
 from react.metrics import exact_match, f1_score
 from react.parsing import split_completion
+from react.trajectory import format_step
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +115,12 @@ def run_agent(
                     actions[id(e)] = gen.text.strip()
         for e in active:
             if id(e) in actions:
-                _act(e, step, thoughts[id(e)], actions[id(e)], fallback=e in missing)
+                take_step(e, step, thoughts[id(e)], actions[id(e)], fallback=e in missing)
         if on_step:
             on_step(step, episodes)
     for e in episodes:
         if not e.done:
-            _close_unfinished(e, "step_limit")
+            close_unfinished(e, "step_limit")
     return episodes
 
 
@@ -145,14 +146,15 @@ def _call(backend: Backend, episodes: list[Episode], prompts: list[str], stop: l
         for e, error in zip(episodes, errors):
             if error is not None:
                 e.error = f"{type(error).__name__}: {error}"
-                _close_unfinished(e, "error")
+                close_unfinished(e, "error")
     share = (time.perf_counter() - start) / max(1, len(prompts))
     for e in episodes:
         e.seconds += share
     return gens
 
 
-def _act(e: Episode, step: int, thought: str, action: str, fallback: bool) -> None:
+def take_step(e: Episode, step: int, thought: str, action: str, fallback: bool = False) -> None:
+    """Send ``action`` to the episode's environment and append the step to its record and prompt."""
     start = time.perf_counter()
     result = e.env.step(action)
     e.seconds += time.perf_counter() - start
@@ -166,13 +168,13 @@ def _act(e: Episode, step: int, thought: str, action: str, fallback: bool) -> No
         "observation": observation,
         "status": status,
     })
-    e.prompt += f"Thought {step}: {thought}\nAction {step}: {action}\nObservation {step}: {observation}\n"
+    e.prompt += format_step(step, thought, action, observation)
     if result.done:
         e.prediction = result.answer or ""
         e.finish_reason = "finished"
 
 
-def _close_unfinished(e: Episode, reason: str) -> None:
+def close_unfinished(e: Episode, reason: str) -> None:
     """ReAct closes an unfinished episode with `finish[]`: an empty answer."""
     e.env.step("finish[]")
     e.prediction = ""
@@ -199,7 +201,7 @@ def _stop_at_context_limit(active: list[Episode], backend: Backend, config: Agen
                             "observation": f"Prompt of {n} tokens leaves no room for {config.sampling.max_new_tokens} "
                                            f"new tokens in the model's {backend.max_context}-token context.",
                             "status": "context_limit"})
-            _close_unfinished(e, "context_limit")
+            close_unfinished(e, "context_limit")
         else:
             keep.append(e)
     return keep

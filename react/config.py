@@ -83,10 +83,12 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
     """References between sections, and files that must exist before anything runs."""
     problems = []
     evaluation = config["evaluation"]
+    models, runs = config["models"], config["finetune"]
     for i, name in enumerate(evaluation["models"]):
-        if name not in config["models"]:
+        if name not in models and name not in runs:
             problems.append(f"config key 'evaluation.models[{i}]': unknown model {name!r} "
-                            f"(defined under 'models': {', '.join(sorted(config['models']))})")
+                            f"(defined under 'models' and 'finetune': {', '.join(sorted([*models, *runs]))})")
+    problems += _check_finetuning(config)
     if evaluation["split"] not in config["data"]:
         problems.append(f"config key 'evaluation.split': unknown split {evaluation['split']!r} "
                         f"(defined under 'data': {', '.join(sorted(config['data']))})")
@@ -97,8 +99,9 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
         for i, split in enumerate(spec["splits"]):
             if split not in config["data"]:
                 problems.append(f"config key 'corpus.{corpus}.splits[{i}]': unknown split {split!r}")
-    if not resolve_path(config["prompt"]).is_file():
-        problems.append(f"config key 'prompt': file {config['prompt']} not found")
+    for key in ("prompt", "instruction"):
+        if not resolve_path(config[key]).is_file():
+            problems.append(f"config key '{key}': file {config[key]} not found")
     for split, spec in config["data"].items():
         if spec["source"] == "bundled":
             for i, name in enumerate(spec["files"]):
@@ -114,6 +117,55 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
     published = config["report"]["published"]
     if published and not resolve_path(published).is_file():
         problems.append(f"config key 'report.published': file {published} not found")
+    return problems
+
+
+def _check_finetuning(config: dict[str, Any]) -> list[str]:
+    """Teachers, imports, datasets and finetune runs refer to each other and to models and splits."""
+    problems = []
+
+    def known(value: str, section: str, key: str, what: str) -> None:
+        if value not in config[section]:
+            problems.append(f"config key {key!r}: unknown {what} {value!r} "
+                            f"(defined under '{section}': {', '.join(sorted(config[section])) or 'none'})")
+
+    for name, teacher in config["teachers"].items():
+        if "model" in teacher:
+            known(teacher["model"], "models", f"teachers.{name}.model", "model")
+            temperature = teacher["temperature"] if teacher["temperature"] is not None else config["agent"]["temperature"]
+            if teacher["samples"] > 1 and temperature <= 0:
+                problems.append(f"config key 'teachers.{name}.samples': {teacher['samples']} samples of a greedy "
+                                f"teacher are all the same; set teachers.{name}.temperature > 0")
+        known(teacher["split"], "data", f"teachers.{name}.split", "split")
+        known(teacher["corpus"], "corpus", f"teachers.{name}.corpus", "corpus")
+    for name, spec in config["imports"].items():
+        if "path" in spec and not resolve_path(spec["path"]).is_file():
+            problems.append(f"config key 'imports.{name}.path': file {spec['path']} not found")
+        if spec["format"] == "fireact" and "hf_id" in spec:
+            problems.append(f"config key 'imports.{name}.hf_id': the fireact format is read from a local file (path)")
+        if spec["gold_split"] is not None:
+            known(spec["gold_split"], "data", f"imports.{name}.gold_split", "split")
+    clash = set(config["teachers"]) & set(config["imports"])
+    if clash:
+        problems.append(f"config keys 'teachers' and 'imports': names used twice: {', '.join(sorted(clash))}")
+    for name, dataset in config["datasets"].items():
+        for i, source in enumerate(dataset["sources"]):
+            if source not in config["teachers"] and source not in config["imports"]:
+                problems.append(f"config key 'datasets.{name}.sources[{i}]': unknown source {source!r} "
+                                f"(teachers: {', '.join(sorted(config['teachers'])) or 'none'}; "
+                                f"imports: {', '.join(sorted(config['imports'])) or 'none'})")
+    for name, run in config["finetune"].items():
+        if name in config["models"]:
+            problems.append(f"config key 'finetune.{name}': the name is also a model under 'models'")
+        known(run["base"], "models", f"finetune.{name}.base", "model")
+        known(run["dataset"], "datasets", f"finetune.{name}.dataset", "dataset")
+        if run["hyperparameters"]:
+            from react.finetune import resolve_hyperparameters
+
+            try:
+                resolve_hyperparameters(run["preset"], run["hyperparameters"])
+            except ValueError as exc:
+                problems.append(f"config key 'finetune.{name}.hyperparameters': {exc}")
     return problems
 
 

@@ -22,9 +22,16 @@ def sql(name: str) -> str:
     return files("react.sql").joinpath(name).read_text(encoding="utf-8")
 
 
+ORDER = "kind = 'published', coalesce(base_model, model), base_model IS NOT NULL, model"
+
+
 def build_results(eval_files: list[str | Path], published_csv: str | Path | None,
-                  table_csv: str | Path, db_path: str | Path) -> None:
-    """Write ``db_path`` (tables + views `episodes`, `summary`) and ``table_csv`` (= `summary`)."""
+                  table_csv: str | Path, db_path: str | Path,
+                  finetuned: list[tuple[str, str, str, int]] = ()) -> None:
+    """Write ``db_path`` (tables + views `episodes`, `paired`, `summary`) and ``table_csv`` (= `summary`).
+
+    ``finetuned`` lists (model, base_model, dataset, n_train) for the finetuned models.
+    """
     for path in eval_files:
         read_parquet(path, EPISODE_SCHEMA)  # fail on a corrupt or off-contract file, naming it
     with atomic_path(db_path) as tmp_db:
@@ -34,12 +41,14 @@ def build_results(eval_files: list[str | Path], published_csv: str | Path | None
             con.execute("USE results")
             con.execute("SET VARIABLE eval_files = ?", [[str(p) for p in eval_files]])
             con.execute(sql("tables.sql"))
+            if finetuned:
+                con.executemany(sql("finetuned.sql"), [list(row) for row in finetuned])
             if published_csv:
                 con.execute("SET VARIABLE published_csv = ?", [str(published_csv)])
                 con.execute(sql("published.sql"))
             con.execute(sql("views.sql"))
             with atomic_path(table_csv) as tmp_csv:
-                con.execute(f"COPY (FROM summary ORDER BY kind = 'published', model) TO '{tmp_csv}' (HEADER)")
+                con.execute(f"COPY (FROM summary ORDER BY {ORDER}) TO '{tmp_csv}' (HEADER)")
             for row in con.sql("FROM summary").fetchall():
                 log.info("%s", row)
             con.execute("USE memory")

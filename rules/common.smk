@@ -11,8 +11,13 @@ except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
 MODELS = config["models"]
+RUNS = config["finetune"]
+TEACHERS = config["teachers"]
+IMPORTS = config["imports"]
+DATASETS = config["datasets"]
 EVAL = config["evaluation"]
 PROMPT = str(resolve_path(config["prompt"]))
+INSTRUCTION = str(resolve_path(config["instruction"]))
 
 
 def one_of(names):
@@ -23,7 +28,13 @@ def one_of(names):
 wildcard_constraints:
     split=one_of(config["data"]),
     corpus=one_of(config["corpus"]),
-    model=one_of(MODELS),
+    model=one_of([*MODELS, *RUNS]),
+    teacher=one_of(TEACHERS),
+    run=one_of(RUNS),
+    dataset=one_of(DATASETS),
+    name=one_of(IMPORTS),
+    i=r"\d+",
+    n=r"\d+",
 
 
 def split_files(wildcards):
@@ -43,20 +54,64 @@ def corpus_splits(wildcards):
     )
 
 
+def model_spec(name):
+    """A model entry; a finetune run is its base's entry pointing at the merged folder."""
+    if name not in RUNS:
+        return MODELS[name]
+    run = RUNS[name]
+    spec = {k: v for k, v in MODELS[run["base"]].items() if k not in ("gguf", "path", "hf_id", "revision")}
+    spec.update(path=f"results/models/{name}", quantization="none")
+    if run["backend"]:
+        spec["backend"] = run["backend"]
+    return spec
+
+
 def model_location(name):
     """Folder (or Hugging Face id) the backend loads."""
-    spec = MODELS[name]
-    if "gguf" in spec:
+    spec = model_spec(name)
+    if "gguf" in spec or name in RUNS:
         return f"results/models/{name}"
     if "path" in spec:
         return str(resolve_path(spec["path"]))
     return spec["hf_id"]
 
 
-def model_files(wildcards):
+def files_of_model(name):
     """The model folder as an input when there is one (hub ids are fetched by the backend)."""
-    spec = MODELS[wildcards.model]
-    return [] if "hf_id" in spec else [model_location(wildcards.model)]
+    return [] if "hf_id" in model_spec(name) else [model_location(name)]
+
+
+def model_files(wildcards):
+    return files_of_model(wildcards.model)
+
+
+def teacher_shards(teacher):
+    spec = TEACHERS[teacher]
+    n = spec["shards"]
+    return [f"results/trajectories/{teacher}/{spec['split']}/shard-{i}-of-{n}.parquet" for i in range(1, n + 1)]
+
+
+def source_files(source):
+    """Episode files of a dataset source: a teacher's shards or an import."""
+    return teacher_shards(source) if source in TEACHERS else [f"results/imports/{source}.parquet"]
+
+
+def dataset_sources(wildcards):
+    return [f for source in DATASETS[wildcards.dataset]["sources"] for f in source_files(source)]
+
+
+def teacher_model_files(wildcards):
+    spec = TEACHERS[wildcards.teacher]
+    return [] if "oracle" in spec else files_of_model(spec["model"])
+
+
+def finetuned_model_info():
+    """Per evaluated finetune run: base, dataset and the manifest that counts its examples."""
+    return {
+        name: {"base_model": RUNS[name]["base"], "dataset": RUNS[name]["dataset"],
+               "manifest": f"results/datasets/{RUNS[name]['dataset']}.manifest.json"}
+        for name in EVAL["models"] if name in RUNS
+    }
 
 
 def gguf_file(wildcards):

@@ -12,7 +12,7 @@ rule evaluate:
         "results/eval/{model}.parquet",
     params:
         location=lambda wildcards: model_location(wildcards.model),
-        model=lambda wildcards: MODELS[wildcards.model],
+        model=lambda wildcards: model_spec(wildcards.model),
         agent=config["agent"],
         evaluation={k: v for k, v in EVAL.items() if k != "models"},
         population=config["data"][EVAL["split"]]["population"],

@@ -4,6 +4,7 @@
 rule table:
     input:
         evals=expand("results/eval/{model}.parquet", model=EVAL["models"]),
+        manifests=[info["manifest"] for info in finetuned_model_info().values()],
         published=(
             [str(resolve_path(config["report"]["published"]))]
             if config["report"]["published"]
@@ -12,6 +13,8 @@ rule table:
     output:
         table="results/table.csv",
         db="results/results.duckdb",
+    params:
+        finetuned=finetuned_model_info(),
     log:
         "results/logs/table.log",
     script:

@@ -54,8 +54,9 @@ def test_table_rows_and_order(results):
         ("measured", "alpha"), ("measured", "zeta"),
         ("published", "GPT-3 text-davinci-002 (ReAct)"), ("published", "PaLM-540B (ReAct)"),
     ]
-    assert list(rows[0]) == ["kind", "model", "backend", "n", "em", "em_ci_low", "em_ci_high", "f1",
-                             "mean_steps", "finished_pct", "invalid_action_pct", "source"]
+    assert list(rows[0]) == ["kind", "model", "base_model", "dataset", "n_train", "backend", "n", "em",
+                             "em_ci_low", "em_ci_high", "em_diff", "n_paired", "p_value", "f1", "mean_steps",
+                             "finished_pct", "invalid_action_pct", "source"]
 
 
 def test_em_interval_finished_and_invalid_rates(results):
@@ -91,3 +92,36 @@ def test_corrupt_eval_file_is_named(tmp_path):
     with pytest.raises(DataFileError, match="bad.parquet: not a readable Parquet file"):
         build_results([bad], None, tmp_path / "t.csv", tmp_path / "r.duckdb")
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "r.duckdb").exists()
+
+
+def mcnemar_exact(gained, lost):
+    n = gained + lost
+    return min(1.0, 2 * sum(math.comb(n, k) for k in range(min(gained, lost) + 1)) / 2**n)
+
+
+def test_finetuned_rows_sit_under_their_base_with_a_paired_test(tmp_path, scripted):
+    # 12 questions: base right on 0-2; finetuned right on 0-1 and 3-9 -> gained 7, lost 1.
+    base = eval_file(tmp_path / "base.parquet", scripted, "base",
+                     ["Finish[a]"] * 3 + ["Finish[b]"] * 9)
+    tuned = eval_file(tmp_path / "tuned.parquet", scripted, "tuned",
+                      ["Finish[a]"] * 2 + ["Finish[b]"] + ["Finish[a]"] * 7 + ["Finish[b]"] * 2)
+    other = eval_file(tmp_path / "aaa.parquet", scripted, "aaa", ["Finish[a]"] * 4)
+    table = tmp_path / "table.csv"
+    build_results([base, tuned, other], None, table, tmp_path / "r.duckdb",
+                  finetuned=[("tuned", "base", "oracle-train", 128)])
+    rows = list(csv.DictReader(table.open()))
+    assert [r["model"] for r in rows] == ["aaa", "base", "tuned"]
+    tuned_row = rows[2]
+    assert (tuned_row["base_model"], tuned_row["dataset"], tuned_row["n_train"]) == ("base", "oracle-train", "128")
+    assert (tuned_row["em"], tuned_row["em_diff"], tuned_row["n_paired"]) == ("75.0", "50.0", "12")
+    assert float(tuned_row["p_value"]) == pytest.approx(mcnemar_exact(7, 1), abs=1e-4)
+    assert rows[1]["em_diff"] == rows[1]["p_value"] == ""
+
+
+def test_no_discordant_pairs_gives_p_value_one(tmp_path, scripted):
+    base = eval_file(tmp_path / "base.parquet", scripted, "base", ["Finish[a]", "Finish[b]"])
+    same = eval_file(tmp_path / "same.parquet", scripted, "same", ["Finish[a]", "Finish[b]"])
+    table = tmp_path / "table.csv"
+    build_results([base, same], None, table, tmp_path / "r.duckdb", finetuned=[("same", "base", "d", 2)])
+    row = list(csv.DictReader(table.open()))[1]
+    assert (row["em_diff"], row["p_value"]) == ("0.0", "1.0")

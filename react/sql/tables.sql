@@ -5,6 +5,14 @@ CREATE TABLE episode_rows AS
 SELECT * EXCLUDE (filename), parse_filename(filename, true) AS eval_file
 FROM read_parquet(getvariable('eval_files'), union_by_name = true, filename = true);
 
+-- Finetuned models: what they were trained from (filled by react.report from the config and manifests).
+CREATE TABLE finetuned_rows (
+    model VARCHAR PRIMARY KEY,
+    base_model VARCHAR NOT NULL,
+    dataset VARCHAR NOT NULL,
+    n_train INTEGER NOT NULL
+);
+
 -- Published figures (ReAct README); only ever shown as rows of kind 'published'.
 CREATE TABLE published_rows (
     model VARCHAR NOT NULL,

@@ -1,0 +1,53 @@
+# Training sets, LoRA/QLoRA finetuning, and merging the best kept checkpoint.
+
+
+rule build_dataset:
+    input:
+        sources=dataset_sources,
+        instruction=INSTRUCTION,
+        eval_split=f"results/data/hotpotqa/{EVAL['split']}.parquet",
+    output:
+        jsonl="results/datasets/{dataset}.jsonl",
+        manifest="results/datasets/{dataset}.manifest.json",
+    params:
+        spec=lambda wildcards: DATASETS[wildcards.dataset],
+        sources=lambda wildcards: {s: source_files(s) for s in DATASETS[wildcards.dataset]["sources"]},
+    log:
+        "results/logs/build_dataset/{dataset}.log",
+    script:
+        "../scripts/build_dataset.py"
+
+
+rule finetune:
+    input:
+        base=lambda wildcards: files_of_model(RUNS[wildcards.run]["base"]),
+        dataset=lambda wildcards: f"results/datasets/{RUNS[wildcards.run]['dataset']}.jsonl",
+    output:
+        checkpoints=directory("results/finetune/{run}/checkpoints"),
+        loss="results/finetune/{run}/loss.parquet",
+        plot=report("results/finetune/{run}/loss.png", category="Finetuning"),
+    params:
+        base=lambda wildcards: model_location(RUNS[wildcards.run]["base"]),
+        run=lambda wildcards: RUNS[wildcards.run],
+    threads: workflow.cores
+    log:
+        "results/logs/finetune/{run}.log",
+    script:
+        "../scripts/finetune.py"
+
+
+rule merge:
+    input:
+        base=lambda wildcards: files_of_model(RUNS[wildcards.run]["base"]),
+        checkpoints="results/finetune/{run}/checkpoints",
+        loss="results/finetune/{run}/loss.parquet",
+        dataset=lambda wildcards: f"results/datasets/{RUNS[wildcards.run]['dataset']}.jsonl",
+    output:
+        directory("results/models/{run}"),
+    params:
+        base=lambda wildcards: model_location(RUNS[wildcards.run]["base"]),
+        run=lambda wildcards: RUNS[wildcards.run],
+    log:
+        "results/logs/merge/{run}.log",
+    script:
+        "../scripts/merge.py"

@@ -1,0 +1,46 @@
+# Teacher trajectories on a split (one job per shard) and published sets converted to episode rows.
+
+
+rule generate_trajectories:
+    input:
+        split="results/data/hotpotqa/{split}.parquet",
+        corpus=lambda wildcards: f"results/data/wiki/{TEACHERS[wildcards.teacher]['corpus']}.parquet",
+        index=lambda wildcards: f"results/data/wiki/{TEACHERS[wildcards.teacher]['corpus']}.bm25s",
+        prompt=PROMPT,
+        model=teacher_model_files,
+    output:
+        "results/trajectories/{teacher}/{split}/shard-{i}-of-{n}.parquet",
+    params:
+        spec=lambda wildcards: TEACHERS[wildcards.teacher],
+        model=lambda wildcards: (
+            None if "oracle" in TEACHERS[wildcards.teacher] else model_spec(TEACHERS[wildcards.teacher]["model"])
+        ),
+        location=lambda wildcards: (
+            None if "oracle" in TEACHERS[wildcards.teacher] else model_location(TEACHERS[wildcards.teacher]["model"])
+        ),
+        population=lambda wildcards: config["data"][wildcards.split]["population"],
+        agent=config["agent"],
+        backends=config["backends"],
+    # A model teacher uses every core; the oracle needs one.
+    threads: lambda wildcards: 1 if "oracle" in TEACHERS[wildcards.teacher] else workflow.cores
+    log:
+        "results/logs/generate/{teacher}/{split}/shard-{i}-of-{n}.log",
+    script:
+        "../scripts/generate_trajectories.py"
+
+
+rule import_trajectories:
+    input:
+        source=lambda wildcards: [str(resolve_path(IMPORTS[wildcards.name]["path"]))] if "path" in IMPORTS[wildcards.name] else [],
+        gold=lambda wildcards: (
+            [f"results/data/hotpotqa/{IMPORTS[wildcards.name]['gold_split']}.parquet"]
+            if IMPORTS[wildcards.name]["gold_split"] else []
+        ),
+    output:
+        "results/imports/{name}.parquet",
+    params:
+        spec=lambda wildcards: IMPORTS[wildcards.name],
+    log:
+        "results/logs/import/{name}.log",
+    script:
+        "../scripts/import_trajectories.py"
