@@ -208,7 +208,7 @@ def _stop_at_context_limit(active: list[Episode], backend: Backend, config: Agen
 
 
 def episode_row(e: Episode, *, model: str, backend: str, config: AgentConfig,
-                prompt_sha256: str, corpus_sha256: str) -> dict[str, Any]:
+                prompt_sha256: str, corpus_sha256: str, prompt: str | None = "few-shot") -> dict[str, Any]:
     """One row of the episode contract (react.schemas.EPISODE_SCHEMA)."""
     prediction = e.prediction or ""
     model_steps = [s for s in e.steps if s["status"] != "context_limit"]
@@ -237,6 +237,7 @@ def episode_row(e: Episode, *, model: str, backend: str, config: AgentConfig,
         "max_new_tokens": config.sampling.max_new_tokens,
         "max_steps": config.max_steps,
         "seed": e.seed,
+        "prompt": prompt,
         "prompt_sha256": prompt_sha256,
         "corpus_sha256": corpus_sha256,
         "seconds": round(e.seconds, 6),

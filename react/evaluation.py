@@ -31,6 +31,22 @@ class ModelRef:
     options: dict[str, Any]  # backend constructor options (dtype, batch_size, ...)
 
 
+PROMPT_KINDS = ("few-shot", "instruction")
+
+
+def read_prefix(prompt_path: str | Path, kind: str) -> str:
+    """The text every question is appended to.
+
+    ``few-shot``: the ReAct prompt file as it is (it ends with its last example's
+    line). ``instruction``: the article's training instruction followed by one
+    newline, so that prompts match the training text ``{instruction}\nQuestion: ...``.
+    """
+    text = Path(prompt_path).read_text(encoding="utf-8")
+    if kind not in PROMPT_KINDS:
+        raise ValueError(f"unknown prompt kind {kind!r} (expected one of {PROMPT_KINDS})")
+    return text.rstrip("\n") + "\n" if kind == "instruction" else text
+
+
 def agent_config(agent: dict[str, Any]) -> AgentConfig:
     return AgentConfig(
         max_steps=agent["max_steps"],
@@ -83,6 +99,7 @@ def evaluate_model(
     corpus_path: str | Path,
     index_path: str | Path,
     prompt_path: str | Path,
+    prompt_kind: str,
     agent: dict[str, Any],
     n_questions: int | None,
     sample_seed: int,
@@ -90,12 +107,12 @@ def evaluate_model(
     out_path: str | Path,
     provenance_config: dict[str, Any],
 ) -> pa.Table:
-    prefix = Path(prompt_path).read_text(encoding="utf-8")
+    prefix = read_prefix(prompt_path, prompt_kind)
     tasks = load_tasks(split_path, split, n_questions, sample_seed, population)
     corpus = Corpus.load(corpus_path, index_path)
     config = agent_config(agent)
-    log.info("model %s (%s, backend %s): %d questions from %s", model.name, model.location, model.backend,
-             len(tasks), split)
+    log.info("model %s (%s, backend %s, %s prompt): %d questions from %s", model.name, model.location,
+             model.backend, prompt_kind, len(tasks), split)
     started = time.perf_counter()
     backend = make_backend(model.backend, model.location, model.name, model.options)
     log.info("backend ready in %.0f s", time.perf_counter() - started)
@@ -106,7 +123,7 @@ def evaluate_model(
     finally:
         backend.close()
     prompt_sha = sha256_text(prefix)
-    rows = [episode_row(e, model=model.name, backend=model.backend, config=config,
+    rows = [episode_row(e, model=model.name, backend=model.backend, config=config, prompt=prompt_kind,
                         prompt_sha256=prompt_sha, corpus_sha256=corpus.sha256) for e in episodes]
     table = pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
     inputs = {"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path}

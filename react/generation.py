@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from react.agent import AgentConfig, Task, episode_row, run_agent
 from react.backends import make_backend
-from react.evaluation import ModelRef, load_tasks, progress_logger
+from react.evaluation import ModelRef, load_tasks, progress_logger, read_prefix
 from react.io import read_parquet, sha256_text, write_parquet
 from react.oracle import ORACLE_LABEL, ORACLE_MODEL, oracle_episode
 from react.provenance import make_provenance
@@ -52,7 +52,7 @@ def generate_shard(
     provenance_config: dict[str, Any],
 ) -> pa.Table:
     """Write one shard of teacher episodes (EPISODE_SCHEMA) atomically."""
-    prefix = Path(prompt_path).read_text(encoding="utf-8")
+    prefix = read_prefix(prompt_path, "few-shot")
     questions = load_tasks(split_path, spec["split"], spec["n_questions"], spec["seed"], spec["population"])
     tasks = shard_tasks(questions, spec["samples"], shard, n_shards)
     corpus = Corpus.load(corpus_path, index_path)

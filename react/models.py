@@ -5,13 +5,11 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from react.backends import ModelLoadError
-from react.io import sha256_file
+from react.io import atomic_dir, sha256_file
 
 PROVENANCE_FILE = "react_model.json"  # written into every model folder the workflow makes
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.gguf", "*.pt")
@@ -43,10 +41,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, provenance: dict[str, Any]) -> 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
         # The dequantised weights are plain fp32 now; without this save_pretrained refuses.
@@ -56,12 +51,6 @@ def convert_gguf(gguf_path: Path, out_dir: Path, provenance: dict[str, Any]) -> 
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_model_provenance(tmp, {**provenance, "gguf": str(gguf_path.name), "gguf_sha256": sha256_file(gguf_path)})
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def write_model_provenance(model_dir: Path, provenance: dict[str, Any]) -> None:

@@ -85,6 +85,8 @@ EPISODE_SCHEMA = pa.schema(
         pa.field("max_new_tokens", pa.int32(), nullable=False),
         pa.field("max_steps", pa.int32(), nullable=False),
         pa.field("seed", pa.int64(), nullable=False),
+        # few-shot (the ReAct prompt) | instruction (the training format); null for imports
+        pa.field("prompt", pa.string()),
         pa.field("prompt_sha256", pa.string(), nullable=False),
         pa.field("corpus_sha256", pa.string(), nullable=False),
         # This episode's share of the batched calls it took part in plus its
@@ -94,6 +96,10 @@ EPISODE_SCHEMA = pa.schema(
 )
 
 FINISH_REASONS = ("finished", "step_limit", "parse_error", "context_limit", "error")
+
+# Bumped whenever a schema changes: the rules that write a file pass its version as
+# a parameter, so Snakemake reruns exactly those jobs instead of failing on old files.
+SCHEMA_VERSIONS = {"split": 1, "corpus": 1, "episode": 2}
 
 
 class SchemaError(ValueError):

@@ -38,39 +38,51 @@ class Step:
     written: tuple[int, int]
 
 
-def parse_trajectory(text: str) -> list[Step]:
-    """Parse a trajectory; raise TrajectoryFormatError unless it is well formed and ends in Finish."""
+def parse_prefix(text: str) -> tuple[list[Step], str | None]:
+    """The well-formed steps at the start of ``text``, and what is wrong after them (None: nothing).
+
+    A step counts when its markers come in order and its action is valid; the
+    whole text is a trajectory when nothing is wrong and the last action is Finish.
+    """
     markers = list(_MARKER.finditer(text))
     if not markers or markers[0].start() > 0 and text[: markers[0].start()].strip():
-        raise TrajectoryFormatError("does not start with 'Thought 1:'")
-    steps: list[Step] = []
+        return [], "does not start with 'Thought 1:'"
+    problem = None
     for k, marker in enumerate(markers):
         kind, number = marker.group(1), int(marker.group(2))
         expected_kind, expected_number = _EXPECTED[k % 3], k // 3 + 1
         if (kind, number) != (expected_kind, expected_number):
-            raise TrajectoryFormatError(
-                f"expected '{expected_kind} {expected_number}:' but found '{kind} {number}:' at character {marker.start()}"
-            )
+            problem = (f"expected '{expected_kind} {expected_number}:' but found '{kind} {number}:' "
+                       f"at character {marker.start()}")
+            markers = markers[:k]
+            break
     fields = [
         text[m.end() : markers[k + 1].start() if k + 1 < len(markers) else len(text)]
         for k, m in enumerate(markers)
     ]
+    steps: list[Step] = []
     for k in range(0, len(markers), 3):
         if k + 1 >= len(markers):
-            raise TrajectoryFormatError(f"step {k // 3 + 1} has a thought but no action")
+            return steps, problem or f"step {k // 3 + 1} has a thought but no action"
         thought, action = fields[k].strip(), fields[k + 1].strip()
+        kind = parse_action(action).type
+        if kind == "invalid":
+            return steps, f"step {k // 3 + 1}: invalid action {action[:80]!r}"
+        if steps and parse_action(steps[-1].action).type == "finish":
+            return steps[:-1], f"step {len(steps)}: Finish must be the last action"
         observation = fields[k + 2].strip() if k + 2 < len(markers) else None
         end = markers[k + 2].end() if k + 2 < len(markers) else markers[k + 1].end() + len(fields[k + 1].rstrip())
         steps.append(Step(thought, action, observation, (markers[k].end(), end)))
-    for i, step in enumerate(steps, start=1):
-        parsed = parse_action(step.action)
-        if parsed.type == "invalid":
-            raise TrajectoryFormatError(f"step {i}: invalid action {step.action[:80]!r}")
-        if (parsed.type == "finish") != (i == len(steps)):
-            raise TrajectoryFormatError(
-                f"step {i}: Finish must be the last action" if parsed.type == "finish"
-                else "the last action is not Finish[...]"
-            )
+    if problem is None and (not steps or parse_action(steps[-1].action).type != "finish"):
+        problem = "the last action is not Finish[...]"
+    return steps, problem
+
+
+def parse_trajectory(text: str) -> list[Step]:
+    """Parse a trajectory; raise TrajectoryFormatError unless it is well formed and ends in Finish."""
+    steps, problem = parse_prefix(text)
+    if problem:
+        raise TrajectoryFormatError(problem)
     return steps
 
 

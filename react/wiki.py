@@ -32,9 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import Stemmer
 
-from react.io import DataFileError, read_parquet, sha256_file, write_parquet
+from react.io import DataFileError, atomic_dir, read_parquet, sha256_file, write_parquet
 from react.parsing import Action, parse_action
 from react.schemas import CORPUS_SCHEMA, SPLIT_SCHEMA
 
@@ -160,20 +157,11 @@ def build_index(corpus_parquet: str | Path, index_dir: str | Path) -> None:
     """
     titles, sentences = _read_corpus(corpus_parquet)
     retriever = _bm25(titles, sentences)
-    index_dir = Path(index_dir)
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", suffix=".tmp", dir=index_dir.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the index is shared like any other result
+    with atomic_dir(index_dir) as tmp:
         retriever.save(tmp, show_progress=False)
         meta = {"corpus_sha256": _rows_sha256(titles, sentences), "n_docs": len(titles), "bm25s": bm25s.__version__}
         (tmp / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if index_dir.exists():  # a directory cannot be replaced atomically; drop the old one first
-            shutil.rmtree(index_dir)
-        os.replace(tmp, index_dir)
-        log.info("BM25 index of %d titles -> %s", len(titles), index_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("BM25 index of %d titles -> %s", len(titles), index_dir)
 
 
 def _load_bm25(index_dir: Path, sha256: str, n_docs: int) -> bm25s.BM25:

@@ -4,6 +4,7 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from react.config import ConfigError, bundled_file, resolve_path, validate_config
+from react.schemas import SCHEMA_VERSIONS
 
 try:
     validate_config(config)
@@ -60,7 +61,7 @@ def model_spec(name):
         return MODELS[name]
     run = RUNS[name]
     spec = {k: v for k, v in MODELS[run["base"]].items() if k not in ("gguf", "path", "hf_id", "revision")}
-    spec.update(path=f"results/models/{name}", quantization="none")
+    spec.update(path=f"results/models/{name}", quantization="none", prompt=run["prompt"])
     if run["backend"]:
         spec["backend"] = run["backend"]
     return spec

@@ -8,6 +8,7 @@ rule prepare_split:
         "results/data/hotpotqa/{split}.parquet",
     params:
         spec=lambda wildcards: config["data"][wildcards.split],
+        schema=SCHEMA_VERSIONS["split"],
     log:
         "results/logs/prepare_split/{split}.log",
     script:
@@ -19,6 +20,8 @@ rule build_corpus:
         corpus_splits,
     output:
         "results/data/wiki/{corpus}.parquet",
+    params:
+        schema=SCHEMA_VERSIONS["corpus"],
     log:
         "results/logs/build_corpus/{corpus}.log",
     script:

@@ -6,7 +6,7 @@ rule evaluate:
         split=f"results/data/hotpotqa/{EVAL['split']}.parquet",
         corpus=f"results/data/wiki/{EVAL['corpus']}.parquet",
         index=f"results/data/wiki/{EVAL['corpus']}.bm25s",
-        prompt=PROMPT,
+        prompt=lambda wildcards: PROMPT if model_spec(wildcards.model)["prompt"] == "few-shot" else INSTRUCTION,
         model=model_files,
     output:
         "results/eval/{model}.parquet",
@@ -17,6 +17,7 @@ rule evaluate:
         evaluation={k: v for k, v in EVAL.items() if k != "models"},
         population=config["data"][EVAL["split"]]["population"],
         backends=config["backends"],
+        schema=SCHEMA_VERSIONS["episode"],
     # The engine uses every core it is given; two at once would only compete.
     threads: workflow.cores
     log:

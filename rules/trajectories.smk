@@ -21,6 +21,7 @@ rule generate_trajectories:
         population=lambda wildcards: config["data"][wildcards.split]["population"],
         agent=config["agent"],
         backends=config["backends"],
+        schema=SCHEMA_VERSIONS["episode"],
     # A model teacher uses every core; the oracle needs one.
     threads: lambda wildcards: 1 if "oracle" in TEACHERS[wildcards.teacher] else workflow.cores
     log:
@@ -40,6 +41,7 @@ rule import_trajectories:
         "results/imports/{name}.parquet",
     params:
         spec=lambda wildcards: IMPORTS[wildcards.name],
+        schema=SCHEMA_VERSIONS["episode"],
     log:
         "results/logs/import/{name}.log",
     script:

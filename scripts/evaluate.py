@@ -22,6 +22,7 @@ def main(snakemake) -> None:
         corpus_path=snakemake.input.corpus,
         index_path=snakemake.input.index,
         prompt_path=snakemake.input.prompt,
+        prompt_kind=spec["prompt"],
         agent=params.agent,
         n_questions=params.evaluation["n_questions"],
         sample_seed=params.evaluation["seed"],

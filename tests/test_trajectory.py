@@ -3,7 +3,8 @@
 import pytest
 
 from react.trajectory import (
-    TrajectoryFormatError, final_answer, format_step, model_written_spans, parse_trajectory, training_text,
+    TrajectoryFormatError, final_answer, format_step, model_written_spans, parse_prefix, parse_trajectory,
+    training_text,
 )
 
 
@@ -56,3 +57,22 @@ def test_spans_are_offset_into_the_training_text():
 def test_malformed_trajectories_say_why(text, message):
     with pytest.raises(TrajectoryFormatError, match=message):
         parse_trajectory(text)
+
+
+def test_parse_prefix_keeps_the_well_formed_steps_before_a_problem():
+    text = format_step(1, "a", "Search[X]", "x") + format_step(2, "b", "Jump[Y]", "y")
+    steps, problem = parse_prefix(text)
+    assert [s.action for s in steps] == ["Search[X]"]
+    assert problem == "step 2: invalid action 'Jump[Y]'"
+    assert parse_prefix(format_step(1, "a", "Finish[x]", "done")) == (parse_trajectory(
+        format_step(1, "a", "Finish[x]", "done")), None)
+
+
+def test_instruction_prompt_is_the_training_text_up_to_the_trajectory(project_dir):
+    from react.agent import question_prompt
+    from react.evaluation import read_prefix
+
+    path = project_dir / "config/prompts/react_instruction.txt"
+    prompt = question_prompt(read_prefix(path, "instruction"), " Who? ")
+    trajectory = format_step(1, "t", "Finish[a]", "Episode finished.")
+    assert training_text(path.read_text().rstrip("\n"), " Who? ", trajectory) == prompt + trajectory

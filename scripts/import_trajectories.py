@@ -1,0 +1,16 @@
+"""Snakemake rule import_trajectories: a published trajectory set as episode rows."""
+
+from react.imports import import_fireact, import_react_llama, write_import
+from react.provenance import make_provenance
+from react.workflow import logged
+
+with logged(snakemake):  # noqa: F821 - injected by Snakemake
+    spec = dict(snakemake.params.spec)
+    if spec["format"] == "fireact":
+        gold = snakemake.input.gold[0] if snakemake.input.gold else None
+        table = import_fireact(snakemake.input.source[0], train_split=gold)
+    else:
+        source = {"path": snakemake.input.source[0]} if snakemake.input.source else {
+            "hf_id": spec["hf_id"], "split": spec["split"]}
+        table = import_react_llama(source)
+    write_import(table, snakemake.output[0], make_provenance("import", spec))
