@@ -84,3 +84,43 @@ def test_yaml_that_does_not_parse_names_the_file(tmp_path):
     bad.write_text("models: [unclosed")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_config(bad)
+
+
+def test_default_config_finetunes_smollm2_and_evaluates_both(project_dir):
+    config = load_config(project_dir / "config/config.yaml")
+    assert config["evaluation"]["models"] == ["smollm2-135m", "smollm2-135m-react"]
+    run = config["finetune"]["smollm2-135m-react"]
+    assert (run["base"], run["preset"], run["prompt"]) == ("smollm2-135m", "cpu", "instruction")
+    assert config["teachers"]["oracle"]["samples"] == 1
+
+
+def test_greedy_teacher_with_several_samples_is_refused(default):
+    default["teachers"]["t"] = {"model": "smollm2-135m", "samples": 4}
+    check(default, "config key 'teachers.t.samples'", "set teachers.t.temperature > 0")
+    default["teachers"]["t"]["temperature"] = 0.7
+    validate_config(copy.deepcopy(default))
+
+
+def test_teacher_needs_oracle_or_model(default):
+    default["teachers"]["t"] = {"split": "train"}
+    check(default, "config key 'teachers.t'")
+
+
+def test_dataset_source_and_finetune_references_are_checked(default):
+    default["datasets"]["oracle-train"]["sources"] = ["oracle", "nobody"]
+    default["finetune"]["smollm2-135m-react"]["base"] = "gpt-5"
+    default["finetune"]["smollm2-135m-react"]["hyperparameters"] = {"lr": 1}
+    check(default,
+          "config key 'datasets.oracle-train.sources[1]': unknown source 'nobody'",
+          "config key 'finetune.smollm2-135m-react.base': unknown model 'gpt-5'",
+          "config key 'finetune.smollm2-135m-react.hyperparameters': unknown finetuning hyperparameter 'lr'")
+
+
+def test_finetune_run_cannot_reuse_a_model_name(default):
+    default["finetune"]["smollm2-135m"] = {"base": "smollm2-135m", "dataset": "oracle-train"}
+    check(default, "config key 'finetune.smollm2-135m': the name is also a model")
+
+
+def test_import_file_must_exist(default):
+    default["imports"] = {"fa": {"format": "fireact", "path": "missing.jsonl"}}
+    check(default, "config key 'imports.fa.path': file missing.jsonl not found")
