@@ -16,6 +16,7 @@ a stable order, so a smaller set is always a subset of a larger one with the sam
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 from collections import Counter
@@ -29,6 +30,7 @@ from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
 from react.trajectory import TrajectoryFormatError, parse_trajectory, training_text
 
 Row = dict[str, Any]
+log = logging.getLogger(__name__)
 N_SHOWN = 5  # overlapping examples named in a leakage error
 
 
@@ -130,6 +132,8 @@ def build_dataset(
         by_source = Counter(r["source"] for r in rows)
         filters.append({"filter": filter_name, "remaining": len(rows),
                         "by_source": {s: by_source[s] for s in sorted(names)}})
+        log.info("dataset %s: %-18s %6d remaining (%s)", name, filter_name, len(rows),
+                 ", ".join(f"{s}: {by_source[s]}" for s in sorted(names)))
         if not rows:
             what = f"removed all {before} remaining episodes" if before else "found no episodes"
             given = ", ".join(f"{s}: {len(p)} files" for s, p in sources)
