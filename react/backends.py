@@ -47,6 +47,11 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Prompt lengths as the engine sees them (special tokens included)."""
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+
+
 def available_cpus() -> list[int]:
     try:
         return sorted(os.sched_getaffinity(0))
@@ -101,7 +106,7 @@ class TransformersBackend:
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        return count_tokens(self.tokenizer, texts)
 
     def generate(
         self, prompts: list[str], stop: list[str], sampling: Sampling, seeds: list[int]
@@ -208,7 +213,7 @@ class VLLMBackend:
         self.max_context = max_model_len
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        return count_tokens(self.tokenizer, texts)
 
     def generate(
         self, prompts: list[str], stop: list[str], sampling: Sampling, seeds: list[int]

@@ -30,6 +30,12 @@ class ModelRef:
     backend: str
     options: dict[str, Any]  # backend constructor options (dtype, batch_size, ...)
 
+    @classmethod
+    def from_config(cls, name: str, location: str, spec: dict[str, Any], backends: dict[str, Any],
+                    threads: int | None) -> ModelRef:
+        """A model entry of the configuration (with the `backends` section) as something to load."""
+        return cls(name, location, spec["backend"], backend_options(spec, backends, threads))
+
 
 PROMPT_KINDS = ("few-shot", "instruction")
 
@@ -91,6 +97,48 @@ def progress_logger(total: int, started: float) -> Callable[[int, list[Episode]]
     return on_step
 
 
+def run_model(model: ModelRef, tasks: list[Task], corpus: Corpus, prefix: str,
+              config: AgentConfig) -> list[Episode]:
+    """Start the model's backend, run the agent over ``tasks``, and stop the backend."""
+    started = time.perf_counter()
+    backend = make_backend(model.backend, model.location, model.name, model.options)
+    log.info("backend ready in %.0f s", time.perf_counter() - started)
+    try:
+        return run_agent(tasks, backend, lambda: WikiEnv(corpus), prefix, config,
+                         on_step=progress_logger(len(tasks), time.perf_counter()))
+    finally:
+        backend.close()
+
+
+def write_episodes(
+    episodes: list[Episode],
+    out_path: str | Path,
+    *,
+    step: str,
+    model_name: str,
+    backend_name: str,
+    config: AgentConfig,
+    prompt_kind: str,
+    prefix: str,
+    corpus: Corpus,
+    inputs: dict[str, str | Path],
+    model_location: str | None,
+    provenance_config: dict[str, Any],
+    extra: dict[str, Any],
+) -> pa.Table:
+    """Episode rows (EPISODE_SCHEMA) written atomically, with the step's provenance."""
+    prompt_sha = sha256_text(prefix)
+    rows = [episode_row(e, model=model_name, backend=backend_name, config=config, prompt=prompt_kind,
+                        prompt_sha256=prompt_sha, corpus_sha256=corpus.sha256) for e in episodes]
+    table = pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
+    if model_location is not None and Path(model_location).exists():  # hub ids are not files
+        inputs = {**inputs, "model": model_location}
+    provenance = make_provenance(step, provenance_config, inputs)
+    provenance.update(prompt_sha256=prompt_sha, corpus_sha256=corpus.sha256, **extra)
+    write_parquet(table, out_path, provenance)
+    return table
+
+
 def evaluate_model(
     *,
     model: ModelRef,
@@ -114,26 +162,15 @@ def evaluate_model(
     log.info("model %s (%s, backend %s, %s prompt): %d questions from %s", model.name, model.location,
              model.backend, prompt_kind, len(tasks), split)
     started = time.perf_counter()
-    backend = make_backend(model.backend, model.location, model.name, model.options)
-    log.info("backend ready in %.0f s", time.perf_counter() - started)
-    try:
-        started = time.perf_counter()
-        episodes = run_agent(tasks, backend, lambda: WikiEnv(corpus), prefix, config,
-                             on_step=progress_logger(len(tasks), started))
-    finally:
-        backend.close()
-    prompt_sha = sha256_text(prefix)
-    rows = [episode_row(e, model=model.name, backend=model.backend, config=config, prompt=prompt_kind,
-                        prompt_sha256=prompt_sha, corpus_sha256=corpus.sha256) for e in episodes]
-    table = pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
-    inputs = {"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path}
-    if Path(model.location).exists():
-        inputs["model"] = model.location
-    provenance = make_provenance("evaluate", provenance_config, inputs)
-    provenance.update(model=model.name, model_location=model.location, prompt_sha256=prompt_sha,
-                      corpus_sha256=corpus.sha256)
-    write_parquet(table, out_path, provenance)
-    em = sum(r["em"] for r in rows)
-    log.info("wrote %s: EM %d/%d = %.1f%% in %.0f s", out_path, em, len(rows), 100 * em / max(1, len(rows)),
-             time.perf_counter() - started)
+    episodes = run_model(model, tasks, corpus, prefix, config)
+    table = write_episodes(
+        episodes, out_path, step="evaluate", model_name=model.name, backend_name=model.backend, config=config,
+        prompt_kind=prompt_kind, prefix=prefix, corpus=corpus,
+        inputs={"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path},
+        model_location=model.location, provenance_config=provenance_config,
+        extra={"model": model.name, "model_location": model.location},
+    )
+    em = sum(table.column("em").to_pylist())
+    log.info("wrote %s: EM %d/%d = %.1f%% in %.0f s", out_path, em, table.num_rows,
+             100 * em / max(1, table.num_rows), time.perf_counter() - started)
     return table

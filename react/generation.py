@@ -10,13 +10,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from react.agent import AgentConfig, Task, episode_row, run_agent
-from react.backends import make_backend
-from react.evaluation import ModelRef, load_tasks, progress_logger, read_prefix
-from react.io import read_parquet, sha256_text, write_parquet
+from react.agent import AgentConfig, Task
+from react.evaluation import ModelRef, load_tasks, read_prefix, run_model, write_episodes
+from react.io import read_parquet
 from react.oracle import ORACLE_LABEL, ORACLE_MODEL, oracle_episode
-from react.provenance import make_provenance
-from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
+from react.schemas import SPLIT_SCHEMA
 from react.wiki import Corpus, WikiEnv
 
 log = logging.getLogger(__name__)
@@ -64,25 +62,17 @@ def generate_shard(
         episodes = [oracle_episode(t, rows_by_id[t.id], WikiEnv(corpus), prefix, agent.seed) for t in tasks]
         model_name, backend_name = ORACLE_MODEL, ORACLE_MODEL
     else:
-        backend = make_backend(model.backend, model.location, model.name, model.options)
-        try:
-            episodes = run_agent(tasks, backend, lambda: WikiEnv(corpus), prefix, agent,
-                                 on_step=progress_logger(len(tasks), started))
-        finally:
-            backend.close()
+        episodes = run_model(model, tasks, corpus, prefix, agent)
         model_name, backend_name = model.name, model.backend
-    prompt_sha = sha256_text(prefix)
-    rows = [episode_row(e, model=model_name, backend=backend_name, config=agent, prompt_sha256=prompt_sha,
-                        corpus_sha256=corpus.sha256) for e in episodes]
-    table = pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
-    inputs = {"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path}
-    if model is not None and Path(model.location).exists():
-        inputs["model"] = model.location
-    provenance = make_provenance("generate", provenance_config, inputs)
-    provenance.update(teacher=teacher, teacher_label=ORACLE_LABEL if model is None else model.name,
-                      shard=shard, n_shards=n_shards, prompt_sha256=prompt_sha, corpus_sha256=corpus.sha256)
-    write_parquet(table, out_path, provenance)
-    correct = sum(r["em"] for r in rows)
-    log.info("wrote %s: %d episodes, %d correct, %.0f s", out_path, len(rows), correct,
+    table = write_episodes(
+        episodes, out_path, step="generate", model_name=model_name, backend_name=backend_name, config=agent,
+        prompt_kind="few-shot", prefix=prefix, corpus=corpus,
+        inputs={"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path},
+        model_location=model.location if model else None, provenance_config=provenance_config,
+        extra={"teacher": teacher, "teacher_label": ORACLE_LABEL if model is None else model.name,
+               "shard": shard, "n_shards": n_shards},
+    )
+    correct = sum(table.column("em").to_pylist())
+    log.info("wrote %s: %d episodes, %d correct, %.0f s", out_path, table.num_rows, correct,
              time.perf_counter() - started)
     return table

@@ -22,9 +22,6 @@ def sql(name: str) -> str:
     return files("react.sql").joinpath(name).read_text(encoding="utf-8")
 
 
-ORDER = "kind = 'published', coalesce(base_model, model), base_model IS NOT NULL, model"
-
-
 def build_results(eval_files: list[str | Path], published_csv: str | Path | None,
                   table_csv: str | Path, db_path: str | Path,
                   finetuned: list[tuple[str, str, str, int]] = ()) -> None:
@@ -48,7 +45,8 @@ def build_results(eval_files: list[str | Path], published_csv: str | Path | None
                 con.execute(sql("published.sql"))
             con.execute(sql("views.sql"))
             with atomic_path(table_csv) as tmp_csv:
-                con.execute(f"COPY (FROM summary ORDER BY {ORDER}) TO '{tmp_csv}' (HEADER)")
+                # The view's ORDER BY (react/sql/views.sql) gives the table its row order.
+                con.execute(f"COPY (FROM summary) TO '{tmp_csv}' (HEADER)")
             for row in con.sql("FROM summary").fetchall():
                 log.info("%s", row)
             con.execute("USE memory")

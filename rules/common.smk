@@ -101,9 +101,14 @@ def dataset_sources(wildcards):
     return [f for source in DATASETS[wildcards.dataset]["sources"] for f in source_files(source)]
 
 
+def teacher_model(wildcards):
+    """The model a teacher runs, or None for the model-free oracle."""
+    return TEACHERS[wildcards.teacher].get("model")
+
+
 def teacher_model_files(wildcards):
-    spec = TEACHERS[wildcards.teacher]
-    return [] if "oracle" in spec else files_of_model(spec["model"])
+    model = teacher_model(wildcards)
+    return files_of_model(model) if model else []
 
 
 def finetuned_model_info():

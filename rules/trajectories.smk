@@ -12,18 +12,14 @@ rule generate_trajectories:
         "results/trajectories/{teacher}/{split}/shard-{i}-of-{n}.parquet",
     params:
         spec=lambda wildcards: TEACHERS[wildcards.teacher],
-        model=lambda wildcards: (
-            None if "oracle" in TEACHERS[wildcards.teacher] else model_spec(TEACHERS[wildcards.teacher]["model"])
-        ),
-        location=lambda wildcards: (
-            None if "oracle" in TEACHERS[wildcards.teacher] else model_location(TEACHERS[wildcards.teacher]["model"])
-        ),
+        model=lambda wildcards: model_spec(m) if (m := teacher_model(wildcards)) else None,
+        location=lambda wildcards: model_location(m) if (m := teacher_model(wildcards)) else None,
         population=lambda wildcards: config["data"][wildcards.split]["population"],
         agent=config["agent"],
         backends=config["backends"],
         schema=SCHEMA_VERSIONS["episode"],
     # A model teacher uses every core; the oracle needs one.
-    threads: lambda wildcards: 1 if "oracle" in TEACHERS[wildcards.teacher] else workflow.cores
+    threads: lambda wildcards: workflow.cores if teacher_model(wildcards) else 1
     log:
         "results/logs/generate/{teacher}/{split}/shard-{i}-of-{n}.log",
     script:

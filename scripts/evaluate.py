@@ -5,16 +5,12 @@ from react.workflow import logged
 
 def main(snakemake) -> None:
     # Imported here, not at the top: see the note at the bottom.
-    from react.evaluation import ModelRef, backend_options, evaluate_model
+    from react.evaluation import ModelRef, evaluate_model
 
     params = snakemake.params
     spec = dict(params.model)
-    model = ModelRef(
-        name=snakemake.wildcards.model,
-        location=params.location,
-        backend=spec["backend"],
-        options=backend_options(spec, params.backends, snakemake.threads),
-    )
+    model = ModelRef.from_config(snakemake.wildcards.model, params.location, spec, params.backends,
+                                 snakemake.threads)
     evaluate_model(
         model=model,
         split_path=snakemake.input.split,

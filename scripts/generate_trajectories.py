@@ -7,7 +7,7 @@ def main(snakemake) -> None:
     # Imported here, not at the top: see scripts/evaluate.py on vLLM's spawned engine.
     from dataclasses import replace
 
-    from react.evaluation import ModelRef, agent_config, backend_options
+    from react.evaluation import ModelRef, agent_config
     from react.generation import generate_shard
 
     params, wildcards = snakemake.params, snakemake.wildcards
@@ -20,8 +20,8 @@ def main(snakemake) -> None:
         agent = replace(agent, sampling=replace(agent.sampling, temperature=spec["temperature"]))
     model = None
     if params.model is not None:
-        model = ModelRef(spec["model"], params.location, params.model["backend"],
-                         backend_options(params.model, params.backends, snakemake.threads))
+        model = ModelRef.from_config(spec["model"], params.location, params.model, params.backends,
+                                     snakemake.threads)
     generate_shard(
         teacher=wildcards.teacher,
         spec=spec,
