@@ -267,9 +267,13 @@ def _configure_vllm_cpu(threads: int | None, kv_cache_gib: float) -> None:
 
 
 def make_backend(name: str, model_path: str, model_name: str, options: dict[str, Any]) -> Backend:
-    """Build a backend by its config name (`transformers` or `vllm`)."""
+    """Build a backend by its config name (`transformers`, `vllm` or `openai`)."""
     if name == "transformers":
         return TransformersBackend(model_path, model_name, **options)
     if name == "vllm":
         return VLLMBackend(model_path, model_name, **options)
-    raise ValueError(f"unknown backend {name!r} (expected 'transformers' or 'vllm')")
+    if name == "openai":  # an OpenAI-compatible server; model_path is the served model name
+        from react.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(model_path, model_name, **options)
+    raise ValueError(f"unknown backend {name!r} (expected 'transformers', 'vllm' or 'openai')")

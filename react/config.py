@@ -96,7 +96,7 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
         problems.append(f"config key 'evaluation.corpus': unknown corpus {evaluation['corpus']!r} "
                         f"(defined under 'corpus': {', '.join(sorted(config['corpus']))})")
     for corpus, spec in config["corpus"].items():
-        for i, split in enumerate(spec["splits"]):
+        for i, split in enumerate(spec.get("splits", [])):
             if split not in config["data"]:
                 problems.append(f"config key 'corpus.{corpus}.splits[{i}]': unknown split {split!r}")
     for key in ("prompt", "instruction"):
@@ -109,6 +109,14 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
                     problems.append(f"config key 'data.{split}.files[{i}]': file {name} not found "
                                     f"(looked in the working directory and {BUNDLED_DATA_DIR})")
     for name, spec in config["models"].items():
+        if ("url" in spec) != (spec["backend"] == "openai"):
+            problems.append(f"config key 'models.{name}.url': a server URL goes with `backend: openai` and "
+                            f"`backend: openai` needs a url (got backend {spec['backend']!r}"
+                            f"{', url ' + spec['url'] if 'url' in spec else ', no url'})")
+        gpus = spec.get("resources", {}).get("gpu")
+        if spec.get("tensor_parallel_size") and gpus is not None and spec["tensor_parallel_size"] > gpus:
+            problems.append(f"config key 'models.{name}.tensor_parallel_size': {spec['tensor_parallel_size']} GPUs "
+                            f"per engine, but models.{name}.resources.gpu asks the scheduler for {gpus}")
         if "path" in spec:
             path = resolve_path(spec["path"])
             if not (path / "config.json").is_file():
@@ -138,6 +146,9 @@ def _check_finetuning(config: dict[str, Any]) -> list[str]:
                                 f"teacher are all the same; set teachers.{name}.temperature > 0")
         known(teacher["split"], "data", f"teachers.{name}.split", "split")
         known(teacher["corpus"], "corpus", f"teachers.{name}.corpus", "corpus")
+        if "oracle" in teacher and "live" in config["corpus"].get(teacher["corpus"], {}):
+            problems.append(f"config key 'teachers.{name}.corpus': the oracle teacher looks up the split's own "
+                            f"paragraphs; give it an offline corpus (with `splits`), not the live {teacher['corpus']!r}")
     for name, spec in config["imports"].items():
         if "path" in spec and not resolve_path(spec["path"]).is_file():
             problems.append(f"config key 'imports.{name}.path': file {spec['path']} not found")
@@ -158,6 +169,10 @@ def _check_finetuning(config: dict[str, Any]) -> list[str]:
         if name in config["models"]:
             problems.append(f"config key 'finetune.{name}': the name is also a model under 'models'")
         known(run["base"], "models", f"finetune.{name}.base", "model")
+        base = config["models"].get(run["base"], {})
+        if "url" in base and not ({"hf_id", "path"} & set(base)):
+            problems.append(f"config key 'finetune.{name}.base': {run['base']!r} is only a server URL; "
+                            "finetuning needs its weights (give the model an hf_id or path)")
         known(run["dataset"], "datasets", f"finetune.{name}.dataset", "dataset")
         if run["hyperparameters"]:
             from react.finetune import resolve_hyperparameters

@@ -18,7 +18,7 @@ from react.io import read_parquet, sha256_text, write_parquet
 from react.metrics import exact_match
 from react.provenance import make_provenance
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
-from react.wiki import Corpus, WikiEnv
+from react.wikis import Wiki, open_wiki
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,15 @@ def backend_options(model_spec: dict[str, Any], backends: dict[str, Any], thread
               "trust_remote_code": model_spec["trust_remote_code"]}
     if model_spec["backend"] == "vllm":
         vllm = dict(backends["vllm"])
-        if model_spec["max_model_len"]:
-            vllm["max_model_len"] = model_spec["max_model_len"]
+        for key in ("max_model_len", "tensor_parallel_size"):
+            if model_spec.get(key):
+                vllm[key] = model_spec[key]
         return {**common, **vllm}
+    if model_spec["backend"] == "openai":
+        served = {"base_url": model_spec["url"], "served_model": model_spec.get("served_model"),
+                  "api_key_env": model_spec.get("api_key_env"), "max_model_len": model_spec["max_model_len"],
+                  "tokenizer": model_spec.get("tokenizer") or model_spec.get("hf_id") or model_spec.get("path")}
+        return {**common, **{k: v for k, v in served.items() if v is not None}, **backends["openai"]}
     return {**common, **backends["transformers"]}
 
 
@@ -97,17 +103,24 @@ def progress_logger(total: int, started: float) -> Callable[[int, list[Episode]]
     return on_step
 
 
-def run_model(model: ModelRef, tasks: list[Task], corpus: Corpus, prefix: str,
+def run_model(model: ModelRef, tasks: list[Task], wiki: Wiki, prefix: str,
               config: AgentConfig) -> list[Episode]:
     """Start the model's backend, run the agent over ``tasks``, and stop the backend."""
     started = time.perf_counter()
     backend = make_backend(model.backend, model.location, model.name, model.options)
     log.info("backend ready in %.0f s", time.perf_counter() - started)
     try:
-        return run_agent(tasks, backend, lambda: WikiEnv(corpus), prefix, config,
+        return run_agent(tasks, backend, wiki.new_env, prefix, config,
                          on_step=progress_logger(len(tasks), time.perf_counter()))
     finally:
         backend.close()
+
+
+def wiki_inputs(split_path: str | Path, corpus_path: str | Path | None, index_path: str | Path | None,
+                prompt_path: str | Path) -> dict[str, str | Path]:
+    """The files a run read (a live Wikipedia has none: its pages are listed in the provenance)."""
+    inputs = {"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path}
+    return {k: v for k, v in inputs.items() if v is not None}
 
 
 def write_episodes(
@@ -120,7 +133,7 @@ def write_episodes(
     config: AgentConfig,
     prompt_kind: str,
     prefix: str,
-    corpus: Corpus,
+    wiki: Wiki,
     inputs: dict[str, str | Path],
     model_location: str | None,
     provenance_config: dict[str, Any],
@@ -129,12 +142,12 @@ def write_episodes(
     """Episode rows (EPISODE_SCHEMA) written atomically, with the step's provenance."""
     prompt_sha = sha256_text(prefix)
     rows = [episode_row(e, model=model_name, backend=backend_name, config=config, prompt=prompt_kind,
-                        prompt_sha256=prompt_sha, corpus_sha256=corpus.sha256) for e in episodes]
+                        prompt_sha256=prompt_sha, corpus_sha256=wiki.sha256) for e in episodes]
     table = pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
     if model_location is not None and Path(model_location).exists():  # hub ids are not files
         inputs = {**inputs, "model": model_location}
     provenance = make_provenance(step, provenance_config, inputs)
-    provenance.update(prompt_sha256=prompt_sha, corpus_sha256=corpus.sha256, **extra)
+    provenance.update(prompt_sha256=prompt_sha, corpus_sha256=wiki.sha256, **wiki.provenance(), **extra)
     write_parquet(table, out_path, provenance)
     return table
 
@@ -144,8 +157,10 @@ def evaluate_model(
     model: ModelRef,
     split_path: str | Path,
     split: str,
-    corpus_path: str | Path,
-    index_path: str | Path,
+    corpus_name: str,
+    corpus_spec: dict[str, Any],
+    corpus_path: str | Path | None,
+    index_path: str | Path | None,
     prompt_path: str | Path,
     prompt_kind: str,
     agent: dict[str, Any],
@@ -157,16 +172,19 @@ def evaluate_model(
 ) -> pa.Table:
     prefix = read_prefix(prompt_path, prompt_kind)
     tasks = load_tasks(split_path, split, n_questions, sample_seed, population)
-    corpus = Corpus.load(corpus_path, index_path)
+    wiki = open_wiki(corpus_name, corpus_spec, corpus_path, index_path)
     config = agent_config(agent)
     log.info("model %s (%s, backend %s, %s prompt): %d questions from %s", model.name, model.location,
              model.backend, prompt_kind, len(tasks), split)
     started = time.perf_counter()
-    episodes = run_model(model, tasks, corpus, prefix, config)
+    try:
+        episodes = run_model(model, tasks, wiki, prefix, config)
+    finally:
+        wiki.close()
     table = write_episodes(
         episodes, out_path, step="evaluate", model_name=model.name, backend_name=model.backend, config=config,
-        prompt_kind=prompt_kind, prefix=prefix, corpus=corpus,
-        inputs={"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path},
+        prompt_kind=prompt_kind, prefix=prefix, wiki=wiki,
+        inputs=wiki_inputs(split_path, corpus_path, index_path, prompt_path),
         model_location=model.location, provenance_config=provenance_config,
         extra={"model": model.name, "model_location": model.location},
     )

@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow as pa
 
 from react.agent import AgentConfig, Task
-from react.evaluation import ModelRef, load_tasks, read_prefix, run_model, write_episodes
+from react.evaluation import ModelRef, load_tasks, read_prefix, run_model, wiki_inputs, write_episodes
 from react.io import read_parquet
 from react.oracle import ORACLE_LABEL, ORACLE_MODEL, oracle_episode
 from react.schemas import SPLIT_SCHEMA
-from react.wiki import Corpus, WikiEnv
+from react.wikis import open_wiki
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,10 @@ def generate_shard(
     spec: dict[str, Any],
     model: ModelRef | None,
     split_path: str | Path,
-    corpus_path: str | Path,
-    index_path: str | Path,
+    corpus_name: str,
+    corpus_spec: dict[str, Any],
+    corpus_path: str | Path | None,
+    index_path: str | Path | None,
     prompt_path: str | Path,
     agent: AgentConfig,
     shard: int,
@@ -53,21 +55,24 @@ def generate_shard(
     prefix = read_prefix(prompt_path, "few-shot")
     questions = load_tasks(split_path, spec["split"], spec["n_questions"], spec["seed"], spec["population"])
     tasks = shard_tasks(questions, spec["samples"], shard, n_shards)
-    corpus = Corpus.load(corpus_path, index_path)
+    wiki = open_wiki(corpus_name, corpus_spec, corpus_path, index_path)
     started = time.perf_counter()
     log.info("teacher %s, shard %d of %d: %d episodes (%d questions x %d samples overall)", teacher, shard + 1,
              n_shards, len(tasks), len(questions), spec["samples"])
-    if model is None:
-        rows_by_id = {r["id"]: r for r in read_parquet(split_path, SPLIT_SCHEMA).to_pylist()}
-        episodes = [oracle_episode(t, rows_by_id[t.id], WikiEnv(corpus), prefix, agent.seed) for t in tasks]
-        model_name, backend_name = ORACLE_MODEL, ORACLE_MODEL
-    else:
-        episodes = run_model(model, tasks, corpus, prefix, agent)
-        model_name, backend_name = model.name, model.backend
+    try:
+        if model is None:
+            rows_by_id = {r["id"]: r for r in read_parquet(split_path, SPLIT_SCHEMA).to_pylist()}
+            episodes = [oracle_episode(t, rows_by_id[t.id], wiki.new_env(), prefix, agent.seed) for t in tasks]
+            model_name, backend_name = ORACLE_MODEL, ORACLE_MODEL
+        else:
+            episodes = run_model(model, tasks, wiki, prefix, agent)
+            model_name, backend_name = model.name, model.backend
+    finally:
+        wiki.close()
     table = write_episodes(
         episodes, out_path, step="generate", model_name=model_name, backend_name=backend_name, config=agent,
-        prompt_kind="few-shot", prefix=prefix, corpus=corpus,
-        inputs={"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path},
+        prompt_kind="few-shot", prefix=prefix, wiki=wiki,
+        inputs=wiki_inputs(split_path, corpus_path, index_path, prompt_path),
         model_location=model.location if model else None, provenance_config=provenance_config,
         extra={"teacher": teacher, "teacher_label": ORACLE_LABEL if model is None else model.name,
                "shard": shard, "n_shards": n_shards},

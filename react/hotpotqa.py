@@ -126,6 +126,9 @@ def official_row(obj: Any, where: str, index: int | None = None, source: str | N
 
     The bundled lines add ``dev_index`` (used as ``index``), and the reconstructed
     ones replace ``supporting_facts`` by ``supporting_titles`` (sent_id unknown).
+    ReAct's own question list (``dev_questions_all.jsonl.gz``, from its
+    ``hotpot_dev_v1_simplified.json``) has neither ``_id`` nor ``context``: such a
+    line gets the id ``dev-{dev_index}`` and no context (it needs the live Wikipedia).
     """
     if not isinstance(obj, dict):
         raise DataFileError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -140,15 +143,16 @@ def official_row(obj: Any, where: str, index: int | None = None, source: str | N
         if not _is_str_list(obj["supporting_titles"]):
             raise DataFileError(f"{where}: key 'supporting_titles' should be a list of strings")
         facts = [{"title": title, "sent_id": None} for title in obj["supporting_titles"]]
+    simplified = "dev_index" in obj and "_id" not in obj and "context" not in obj
     return {
-        "id": _string(obj, "_id", where),
+        "id": f"dev-{index}" if simplified else _string(obj, "_id", where),
         "index": index,
         "question": _string(obj, "question", where),
         "answer": _string(obj, "answer", where),
         "type": _string(obj, "type", where, required=False),
         "level": _string(obj, "level", where, required=False),
         "supporting_facts": facts,
-        "context": _context(_require(obj, "context", where), where),
+        "context": None if simplified else _context(_require(obj, "context", where), where),
         "source": source,
     }
 

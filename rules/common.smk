@@ -28,7 +28,7 @@ def one_of(names):
 
 wildcard_constraints:
     split=one_of(config["data"]),
-    corpus=one_of(config["corpus"]),
+    corpus=one_of(name for name, spec in config["corpus"].items() if "splits" in spec),
     model=one_of([*MODELS, *RUNS]),
     teacher=one_of(TEACHERS),
     run=one_of(RUNS),
@@ -55,6 +55,13 @@ def corpus_splits(wildcards):
     )
 
 
+def wiki_files(corpus):
+    """Corpus Parquet and index of an offline corpus; a live Wikipedia has no input files."""
+    if "live" in config["corpus"][corpus]:
+        return {}
+    return {"corpus": f"results/data/wiki/{corpus}.parquet", "index": f"results/data/wiki/{corpus}.bm25s"}
+
+
 def model_spec(name):
     """A model entry; a finetune run is its base's entry pointing at the merged folder."""
     if name not in RUNS:
@@ -68,8 +75,10 @@ def model_spec(name):
 
 
 def model_location(name):
-    """Folder (or Hugging Face id) the backend loads."""
+    """Folder (or Hugging Face id, or served model name) the backend loads."""
     spec = model_spec(name)
+    if spec["backend"] == "openai":
+        return spec.get("served_model") or spec.get("hf_id") or spec.get("path") or name
     if "gguf" in spec or name in RUNS:
         return f"results/models/{name}"
     if "path" in spec:
@@ -79,7 +88,8 @@ def model_location(name):
 
 def files_of_model(name):
     """The model folder as an input when there is one (hub ids are fetched by the backend)."""
-    return [] if "hf_id" in model_spec(name) else [model_location(name)]
+    spec = model_spec(name)
+    return [] if "hf_id" in spec or spec["backend"] == "openai" else [model_location(name)]
 
 
 def model_files(wildcards):
@@ -128,3 +138,55 @@ def gguf_file(wildcards):
         return str(locate_packaged_gguf(spec["package"], spec["file"]))
     except ModelLoadError as exc:
         raise WorkflowError(f"model {wildcards.model!r}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- job resources
+# resources.default < resources.<section> < the model's or finetune run's own `resources`.
+# Snakemake wants the same resource names for every job of a rule, so a name that only
+# some entries set gets a neutral value (0 or "", which the SLURM plugin treats as unset)
+# elsewhere.
+RESOURCES = config["resources"]
+BASE_RESOURCES = {"mem_mb": 4000, "runtime": 60}
+NEUTRAL = {"gpu": 0, "gpu_model": "", "slurm_partition": "", "slurm_account": "", "slurm_extra": ""}
+
+
+def job_resources(section=None, entry=None):
+    """Resources of a rule; ``entry(wildcards)`` gives the model's or run's own overrides."""
+    entries = [*MODELS.values(), *RUNS.values()] if entry else []
+    names = {*BASE_RESOURCES, *RESOURCES["default"], *RESOURCES.get(section, {}),
+             *(k for e in entries for k in e.get("resources", {}))} - {"threads"}
+
+    def merged(wildcards):
+        own = entry(wildcards) if entry else {}
+        return {**BASE_RESOURCES, **RESOURCES["default"], **RESOURCES.get(section, {}), **own}
+
+    return {name: (lambda wildcards, name=name: merged(wildcards).get(name, NEUTRAL.get(name, 0)))
+            for name in sorted(names)}
+
+
+def job_threads(section=None, entry=None):
+    """Threads: as configured, else 1 for small rules and all cores (capped) for model rules."""
+
+    def threads(wildcards):
+        own = (entry(wildcards) if entry else {}).get("threads")
+        configured = own or RESOURCES.get(section, {}).get("threads") or RESOURCES["default"].get("threads")
+        if configured:
+            return configured
+        if section is None:
+            return 1
+        return min(workflow.cores, RESOURCES["max_threads"] or workflow.cores)
+
+    return threads
+
+
+def model_resources(wildcards):
+    return model_spec(wildcards.model).get("resources", {})
+
+
+def teacher_resources(wildcards):
+    model = teacher_model(wildcards)
+    return MODELS[model].get("resources", {}) if model else {"gpu": 0, "threads": 1}
+
+
+def run_resources(wildcards):
+    return RUNS[wildcards.run].get("resources", {})

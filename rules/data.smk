@@ -9,6 +9,11 @@ rule prepare_split:
     params:
         spec=lambda wildcards: config["data"][wildcards.split],
         schema=SCHEMA_VERSIONS["split"],
+    threads: job_threads()
+    resources:
+        **job_resources(),
+    conda:
+        "../envs/core.yaml"
     log:
         "results/logs/prepare_split/{split}.log",
     script:
@@ -22,6 +27,11 @@ rule build_corpus:
         "results/data/wiki/{corpus}.parquet",
     params:
         schema=SCHEMA_VERSIONS["corpus"],
+    threads: job_threads()
+    resources:
+        **job_resources(),
+    conda:
+        "../envs/core.yaml"
     log:
         "results/logs/build_corpus/{corpus}.log",
     script:
@@ -33,6 +43,11 @@ rule build_index:
         "results/data/wiki/{corpus}.parquet",
     output:
         directory("results/data/wiki/{corpus}.bm25s"),
+    threads: job_threads()
+    resources:
+        **job_resources(),
+    conda:
+        "../envs/core.yaml"
     log:
         "results/logs/build_index/{corpus}.log",
     script:

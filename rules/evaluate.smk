@@ -3,9 +3,8 @@
 
 rule evaluate:
     input:
+        unpack(lambda wildcards: wiki_files(EVAL["corpus"])),
         split=f"results/data/hotpotqa/{EVAL['split']}.parquet",
-        corpus=f"results/data/wiki/{EVAL['corpus']}.parquet",
-        index=f"results/data/wiki/{EVAL['corpus']}.bm25s",
         prompt=lambda wildcards: PROMPT if model_spec(wildcards.model)["prompt"] == "few-shot" else INSTRUCTION,
         model=model_files,
     output:
@@ -15,11 +14,16 @@ rule evaluate:
         model=lambda wildcards: model_spec(wildcards.model),
         agent=config["agent"],
         evaluation={k: v for k, v in EVAL.items() if k != "models"},
+        corpus=config["corpus"][EVAL["corpus"]],
         population=config["data"][EVAL["split"]]["population"],
         backends=config["backends"],
         schema=SCHEMA_VERSIONS["episode"],
     # The engine uses every core it is given; two at once would only compete.
-    threads: workflow.cores
+    threads: job_threads("evaluate", model_resources)
+    resources:
+        **job_resources("evaluate", model_resources),
+    conda:
+        "../envs/vllm.yaml"
     log:
         "results/logs/evaluate/{model}.log",
     script:

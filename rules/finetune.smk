@@ -12,6 +12,11 @@ rule build_dataset:
     params:
         spec=lambda wildcards: DATASETS[wildcards.dataset],
         sources=lambda wildcards: {s: source_files(s) for s in DATASETS[wildcards.dataset]["sources"]},
+    threads: job_threads()
+    resources:
+        **job_resources(),
+    conda:
+        "../envs/core.yaml"
     log:
         "results/logs/build_dataset/{dataset}.log",
     script:
@@ -29,7 +34,11 @@ rule finetune:
     params:
         base=lambda wildcards: model_location(RUNS[wildcards.run]["base"]),
         run=lambda wildcards: RUNS[wildcards.run],
-    threads: workflow.cores
+    threads: job_threads("finetune", run_resources)
+    resources:
+        **job_resources("finetune", run_resources),
+    conda:
+        "../envs/train.yaml"
     log:
         "results/logs/finetune/{run}.log",
     script:
@@ -47,6 +56,11 @@ rule merge:
     params:
         base=lambda wildcards: model_location(RUNS[wildcards.run]["base"]),
         run=lambda wildcards: RUNS[wildcards.run],
+    threads: job_threads("merge")
+    resources:
+        **job_resources("merge"),
+    conda:
+        "../envs/train.yaml"
     log:
         "results/logs/merge/{run}.log",
     script:

@@ -11,6 +11,11 @@ rule convert_gguf:
         model=one_of(name for name, spec in MODELS.items() if "gguf" in spec),
     params:
         package=lambda wildcards: MODELS[wildcards.model]["gguf"]["package"],
+    threads: job_threads()
+    resources:
+        **job_resources(),
+    conda:
+        "../envs/train.yaml"
     log:
         "results/logs/convert_gguf/{model}.log",
     script:

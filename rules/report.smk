@@ -15,6 +15,11 @@ rule table:
         db="results/results.duckdb",
     params:
         finetuned=finetuned_model_info(),
+    threads: job_threads()
+    resources:
+        **job_resources(),
+    conda:
+        "../envs/core.yaml"
     log:
         "results/logs/table.log",
     script:

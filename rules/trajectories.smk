@@ -3,23 +3,27 @@
 
 rule generate_trajectories:
     input:
+        unpack(lambda wildcards: wiki_files(TEACHERS[wildcards.teacher]["corpus"])),
         split="results/data/hotpotqa/{split}.parquet",
-        corpus=lambda wildcards: f"results/data/wiki/{TEACHERS[wildcards.teacher]['corpus']}.parquet",
-        index=lambda wildcards: f"results/data/wiki/{TEACHERS[wildcards.teacher]['corpus']}.bm25s",
         prompt=PROMPT,
         model=teacher_model_files,
     output:
         "results/trajectories/{teacher}/{split}/shard-{i}-of-{n}.parquet",
     params:
         spec=lambda wildcards: TEACHERS[wildcards.teacher],
+        corpus=lambda wildcards: config["corpus"][TEACHERS[wildcards.teacher]["corpus"]],
         model=lambda wildcards: model_spec(m) if (m := teacher_model(wildcards)) else None,
         location=lambda wildcards: model_location(m) if (m := teacher_model(wildcards)) else None,
         population=lambda wildcards: config["data"][wildcards.split]["population"],
         agent=config["agent"],
         backends=config["backends"],
         schema=SCHEMA_VERSIONS["episode"],
-    # A model teacher uses every core; the oracle needs one.
-    threads: lambda wildcards: workflow.cores if teacher_model(wildcards) else 1
+    # A model teacher uses every core (or its GPUs); the oracle needs one core.
+    threads: job_threads("generate", teacher_resources)
+    resources:
+        **job_resources("generate", teacher_resources),
+    conda:
+        "../envs/vllm.yaml"
     log:
         "results/logs/generate/{teacher}/{split}/shard-{i}-of-{n}.log",
     script:
@@ -38,6 +42,11 @@ rule import_trajectories:
     params:
         spec=lambda wildcards: IMPORTS[wildcards.name],
         schema=SCHEMA_VERSIONS["episode"],
+    threads: job_threads()
+    resources:
+        **job_resources(),
+    conda:
+        "../envs/core.yaml"
     log:
         "results/logs/import/{name}.log",
     script:

@@ -1,9 +1,11 @@
 """Snakemake rule build_dataset: the filtered, leakage-checked finetuning set and its manifest."""
 
+import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
+
 from react.dataset import build_dataset
 from react.workflow import logged
 
-with logged(snakemake):  # noqa: F821 - injected by Snakemake
+with logged(snakemake):
     spec = snakemake.params.spec
     build_dataset(
         [(name, files) for name, files in snakemake.params.sources.items()],

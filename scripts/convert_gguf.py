@@ -2,11 +2,13 @@
 
 from pathlib import Path
 
+import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
+
 from react.models import convert_gguf, package_version
 from react.provenance import make_provenance
 from react.workflow import logged
 
-with logged(snakemake):  # noqa: F821 - injected by Snakemake
+with logged(snakemake):
     package = snakemake.params.package
     provenance = make_provenance("convert_gguf", {"package": package, "version": package_version(package)})
     convert_gguf(Path(snakemake.input[0]), Path(snakemake.output[0]), provenance)

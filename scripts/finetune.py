@@ -1,10 +1,12 @@
 """Snakemake rule finetune: a LoRA/QLoRA adapter, its last checkpoints, the loss table and curve."""
 
+import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
+
 from react.finetune import finetune, resolve_hyperparameters
 from react.provenance import make_provenance
 from react.workflow import logged
 
-with logged(snakemake):  # noqa: F821 - injected by Snakemake
+with logged(snakemake):
     run = snakemake.params.run
     hyperparameters = resolve_hyperparameters(run["preset"], run["hyperparameters"])
     finetune(

@@ -1,5 +1,7 @@
 """Snakemake rule generate_trajectories: one shard of teacher episodes on a split."""
 
+import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
+
 from react.workflow import logged
 
 
@@ -27,8 +29,10 @@ def main(snakemake) -> None:
         spec=spec,
         model=model,
         split_path=snakemake.input.split,
-        corpus_path=snakemake.input.corpus,
-        index_path=snakemake.input.index,
+        corpus_name=spec["corpus"],
+        corpus_spec=dict(params.corpus),
+        corpus_path=snakemake.input.get("corpus"),
+        index_path=snakemake.input.get("index"),
         prompt_path=snakemake.input.prompt,
         agent=agent,
         shard=int(wildcards.i) - 1,
@@ -39,5 +43,5 @@ def main(snakemake) -> None:
 
 
 if __name__ == "__main__":
-    with logged(snakemake):  # noqa: F821 - injected by Snakemake
-        main(snakemake)  # noqa: F821
+    with logged(snakemake):
+        main(snakemake)

@@ -1,10 +1,12 @@
 """Snakemake rule import_trajectories: a published trajectory set as episode rows."""
 
+import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
+
 from react.imports import import_fireact, import_react_llama, write_import
 from react.provenance import make_provenance
 from react.workflow import logged
 
-with logged(snakemake):  # noqa: F821 - injected by Snakemake
+with logged(snakemake):
     spec = dict(snakemake.params.spec)
     if spec["format"] == "fireact":
         gold = snakemake.input.gold[0] if snakemake.input.gold else None

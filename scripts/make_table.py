@@ -3,10 +3,12 @@
 import json
 from pathlib import Path
 
+import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
+
 from react.report import build_results
 from react.workflow import logged
 
-with logged(snakemake):  # noqa: F821 - injected by Snakemake
+with logged(snakemake):
     finetuned = [
         (model, info["base_model"], info["dataset"], json.loads(Path(info["manifest"]).read_text())["n_examples"])
         for model, info in snakemake.params.finetuned.items()

@@ -1,10 +1,12 @@
 """Snakemake rule prepare_split: one HotPotQA split as results/data/hotpotqa/{split}.parquet."""
 
+import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
+
 from react.hotpotqa import prepare_split
 from react.provenance import make_provenance
 from react.workflow import logged
 
-with logged(snakemake):  # noqa: F821 - injected by Snakemake
+with logged(snakemake):
     spec = dict(snakemake.params.spec)
     prepare_split(
         spec,
