@@ -63,7 +63,7 @@ def _describe(error) -> str:
         )
     if error.validator == "oneOf" and len(path) == 2 and path[0] == "models":
         return (f"config key {key_path(path)!r}: give exactly one of {', '.join(MODEL_SOURCES)} "
-                "to say where the model comes from")
+                "to say where the model comes from (or a server `url` with `backend: openai`)")
     return f"config key {key_path(path)!r}: {error.message}"
 
 

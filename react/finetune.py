@@ -41,7 +41,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from react.io import atomic_dir, atomic_path, iter_jsonl, read_parquet, read_provenance, sha256_file, write_parquet
+from react.io import (
+    atomic_dir,
+    atomic_path,
+    iter_jsonl,
+    read_parquet,
+    read_provenance,
+    sha256_file,
+    write_parquet,
+)
 from react.models import write_model_provenance
 from react.trajectory import TrajectoryFormatError, model_written_spans
 

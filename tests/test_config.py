@@ -125,3 +125,44 @@ def test_finetune_run_cannot_reuse_a_model_name(default):
 def test_import_file_must_exist(default):
     default["imports"] = {"fa": {"format": "fireact", "path": "missing.jsonl"}}
     check(default, "config key 'imports.fa.path': file missing.jsonl not found")
+
+
+def test_served_model_needs_the_openai_backend_and_back(default):
+    default["models"]["served"] = {"url": "http://gpu-node:8000/v1"}
+    check(default, "config key 'models.served.url': a server URL goes with `backend: openai`")
+    default["models"]["served"] = {"hf_id": "a/b", "backend": "openai"}
+    check(default, "config key 'models.served.url'", "needs a url")
+
+
+def test_served_model_validates_with_url_alone_or_with_the_weights_it_serves(default):
+    default["models"]["served"] = {"url": "http://gpu-node:8000/v1", "backend": "openai", "served_model": "m"}
+    default["models"]["served-hub"] = {"url": "http://gpu-node:8000/v1", "backend": "openai", "hf_id": "a/b"}
+    config = validate_config(copy.deepcopy(default))
+    assert config["backends"]["openai"]["max_concurrency"] == 8
+
+
+def test_a_server_url_alone_cannot_be_finetuned(default):
+    default["models"]["served"] = {"url": "http://gpu-node:8000/v1", "backend": "openai"}
+    default["finetune"]["smollm2-135m-react"]["base"] = "served"
+    check(default, "config key 'finetune.smollm2-135m-react.base': 'served' is only a server URL")
+
+
+def test_live_corpus_and_the_oracle(default):
+    default["corpus"]["wikipedia"] = {"live": {}}
+    config = validate_config(copy.deepcopy(default))
+    assert config["corpus"]["wikipedia"]["live"]["url"] == "https://en.wikipedia.org"
+    assert config["corpus"]["wikipedia"]["live"]["max_retries"] == 5
+    default["teachers"]["oracle"]["corpus"] = "wikipedia"
+    check(default, "config key 'teachers.oracle.corpus': the oracle teacher looks up the split's own paragraphs")
+    default["corpus"]["both"] = {"live": {}, "splits": ["dev"]}
+    check(default, "config key 'corpus.both'")
+
+
+def test_resources_are_checked_by_key(default):
+    default["resources"] = {"evaluate": {"gpus": 1}}
+    check(default, "config key 'resources.evaluate.gpus': unknown key")
+    default["resources"] = {"evaluate": {"mem_mb": -1}}
+    check(default, "config key 'resources.evaluate.mem_mb'")
+    default["resources"] = {}
+    default["models"]["smollm2-135m"]["resources"] = {"runtime": "1h"}
+    check(default, "config key 'models.smollm2-135m.resources.runtime'")

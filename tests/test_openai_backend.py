@@ -430,3 +430,49 @@ def test_options_of_local_backends(fake, backend_for):
         backend_for(quantization="nf4")
     with pytest.raises(TypeError, match="batch_size"):
         backend_for(batch_size=8)
+
+
+# -- the backend inside the workflow -----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
+def test_workflow_evaluates_a_served_model_like_the_same_model_in_process(vllm_server, project_dir, tiny_model,
+                                                                          tmp_path):
+    from test_workflow import snakemake, tiny_config
+
+    from react.io import read_parquet
+    from react.schemas import EPISODE_SCHEMA
+
+    # The same engine in process: a random model's near-tied logits make transformers and
+    # vLLM kernels part ways within a few steps, so the reference is vLLM itself.
+    config = tiny_config(tiny_model)
+    config["models"] = {
+        "tiny": {"path": str(tiny_model), "backend": "vllm", "max_model_len": 8192},
+        "served": {"url": vllm_server, "backend": "openai", "served_model": "tiny", "path": str(tiny_model)},
+    }
+    config["backends"] = {"vllm": {"kv_cache_gib": 1}}
+    config["evaluation"]["models"] = ["tiny", "served"]
+    result = snakemake(project_dir, tmp_path, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    local = read_parquet(tmp_path / "results/eval/tiny.parquet", EPISODE_SCHEMA)
+    served = read_parquet(tmp_path / "results/eval/served.parquet", EPISODE_SCHEMA)
+    assert set(served.column("backend").to_pylist()) == {"openai"}
+    assert served.column("trajectory").to_pylist() == local.column("trajectory").to_pylist()
+
+
+@pytest.mark.slow
+def test_workflow_with_a_server_that_is_down_names_the_rule_and_url(project_dir, tiny_model, tmp_path):
+    from test_workflow import snakemake, tiny_config
+
+    config = tiny_config(tiny_model)
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    config["models"] = {"served": {"url": url, "backend": "openai", "path": str(tiny_model)}}
+    config["evaluation"]["models"] = ["served"]
+    started = time.perf_counter()
+    result = snakemake(project_dir, tmp_path, config)
+    assert result.returncode != 0
+    assert "Error in rule evaluate" in result.stderr and url in result.stderr, result.stderr[-3000:]
+    assert time.perf_counter() - started < 120
+    assert not (tmp_path / "results/eval/served.parquet").exists()

@@ -3,7 +3,12 @@
 import pytest
 
 from react.trajectory import (
-    TrajectoryFormatError, final_answer, format_step, model_written_spans, parse_prefix, parse_trajectory,
+    TrajectoryFormatError,
+    final_answer,
+    format_step,
+    model_written_spans,
+    parse_prefix,
+    parse_trajectory,
     training_text,
 )
 
