@@ -1,6 +1,7 @@
 # One command each for the main job and the tests, set-up included:
 #   make run    # snakemake --cores 8 results/table.csv on the embedded default
 #   make test   # the test suite (what CI runs)
+#   make test-slurm  # only the SLURM profile tests: a real local cluster (root + apt), stopped after
 # On a CUDA machine: make run DEVICE=gpu   (vllm + torch from PyPI instead of the CPU builds)
 
 VENV ?= .venv
@@ -18,7 +19,7 @@ else
   CONSTRAINTS := -c envs/constraints-cpu.txt
 endif
 
-.PHONY: setup run test clean
+.PHONY: setup run test test-slurm clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +39,10 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+# tests/test_slurm.py installs (apt) and starts SLURM via .ci/slurm-local.sh; here it must not skip.
+test-slurm: setup
+	REACT_REQUIRE_SLURM=1 $(PY) -m pytest -m slurm tests/test_slurm.py
 
 clean:
 	rm -rf results/data results/models results/eval results/logs results/table.csv results/results.duckdb .snakemake
