@@ -101,10 +101,10 @@ def squeue(*args: str) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines() if line.strip()]
 
 
-def run_workflow(workdir: Path, config: dict, *args: str, target="results/table.csv", limit=WORKFLOW_LIMIT):
+def run_workflow(workdir: Path, config: dict, *args: str, targets=("results/table.csv",), limit=WORKFLOW_LIMIT):
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    command = ["timeout", "-s", "INT", "-k", "30", str(limit), sys.executable, "-m", "snakemake", target,
+    command = ["timeout", "-s", "INT", "-k", "30", str(limit), sys.executable, "-m", "snakemake", *targets,
                "--snakefile", str(PROJECT / "Snakefile"), "--directory", str(workdir),
                "--configfile", str(path), "--profile", str(PROFILE), *args]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -119,7 +119,10 @@ def slurm_run(cluster, tiny_model, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm-workflow")
     config = tiny_config(tiny_model)
     config["resources"] = {"max_threads": NODE_CPUS, "evaluate": {"gpu": 1}}  # --gpus=1 on the fake GPU
-    result = run_workflow(workdir, config)
+    # Teacher shards: one SLURM job each.
+    config["teachers"] = {"oracle": {"oracle": True, "split": "dev", "n_questions": 6, "shards": 2}}
+    shards = [f"results/trajectories/oracle/dev/shard-{i}-of-2.parquet" for i in (1, 2)]
+    result = run_workflow(workdir, config, targets=("results/table.csv", *shards))
     TIMINGS["workflow"] = result.elapsed
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
@@ -148,7 +151,8 @@ def job_stats(output: str) -> Counter:
 def test_every_job_ran_as_one_slurm_job(slurm_run):
     _, output, jobs = slurm_run
     planned = job_stats(output)
-    assert planned == Counter(["prepare_split", "build_corpus", "build_index", "evaluate", "table"])
+    assert planned == Counter(["prepare_split", "build_corpus", "build_index", "evaluate", "table",
+                               "generate_trajectories", "generate_trajectories"])
     assert f"{planned.total()} of {planned.total()} steps (100%) done" in output
     submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output)
     assert len(submitted) == len(dict(submitted)) == planned.total()  # one submission per job, no retry
