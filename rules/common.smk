@@ -179,7 +179,7 @@ def job_threads(section=None, entry=None):
             # The submitting snakemake and the one inside the job (`--cores all`) must agree.
             if RESOURCES["max_threads"] is None:
                 raise WorkflowError(
-                    f"rule {section}: how many CPUs should its jobs ask for? Set resources.max_threads "
+                    f"jobs of {section}: how many CPUs should they ask for? Set resources.max_threads "
                     f"or resources.{section}.threads (or a model's resources.threads) in the config, "
                     "or pass --cores N")
             return RESOURCES["max_threads"]
@@ -206,7 +206,7 @@ if workflow._cores is None and RESOURCES["max_threads"] is None:
     ) if threads_unset(section, entries)]
     if unset:
         raise WorkflowError(
-            f"rules {', '.join(unset)}: how many CPUs should their jobs ask for? Set resources.max_threads "
+            f"jobs of {', '.join(unset)}: how many CPUs should they ask for? Set resources.max_threads "
             "or resources.<rule>.threads (or a model's resources.threads) in the config, or pass --cores N")
 
 

@@ -276,5 +276,5 @@ def test_model_rules_without_a_thread_count_are_named_before_any_job(tiny_model,
     need_plugin()
     result = run_workflow(tmp_path, tiny_config(tiny_model), limit=120)
     assert result.returncode != 0
-    assert "rules evaluate: how many CPUs should their jobs ask for? Set resources.max_threads" in result.stderr
+    assert "jobs of evaluate: how many CPUs should they ask for? Set resources.max_threads" in result.stderr
     assert not (tmp_path / "results").exists()
