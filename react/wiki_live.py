@@ -66,7 +66,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import bs4
 import requests
@@ -302,7 +302,7 @@ class WikipediaClient:
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
         self.cache = ResponseCache(self.cache_dir)
-        self._session = requests.Session()
+        self._session = _SameHostSession(self.base_url)
         self._session.headers["User-Agent"] = self.user_agent
         self._session.max_redirects = 10
 
@@ -488,6 +488,36 @@ class WikipediaClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+class OffHostRedirect(requests.RequestException):
+    """A redirect that leaves the configured wiki's host (never followed)."""
+
+
+def _host(url: str) -> tuple[str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port
+
+
+class _SameHostSession(requests.Session):
+    """Follows redirects only within the configured host: requests go nowhere else.
+
+    An explicit port must match too; http -> https on the same host name (no port given)
+    is allowed, as Wikipedia does it.
+    """
+
+    def __init__(self, base_url: str):
+        super().__init__()
+        self.allowed = _host(base_url)
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is not None:
+            absolute = urljoin(resp.url, target)
+            host, port = _host(absolute)
+            if host != self.allowed[0] or (port or self.allowed[1]) and port != self.allowed[1]:
+                raise OffHostRedirect(f"redirect to {absolute} leaves {self.allowed[0]} (refused)")
+        return target
 
 
 def _interrupt(resp: requests.Response | None) -> None:

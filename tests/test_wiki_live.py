@@ -699,3 +699,17 @@ def test_concurrent_processes_never_corrupt_the_cache(tmp_path):
     cache = ResponseCache(tmp_path)
     assert [cache.get(f"http://w/{i}").html for i in range(20)] == outcomes[0]
     assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 20  # no temporary files left
+
+
+def test_requests_never_leave_the_configured_host(wiki, tmp_path):
+    elsewhere = FakeWikipedia()
+    elsewhere.default = page("Colorado_orogeny.html")
+    try:
+        wiki.searches["Colorado orogeny"] = redirect(f"{elsewhere.base_url}/wiki/Colorado_orogeny")
+        client = make_client(wiki.base_url, tmp_path / "cache", max_retries=2)
+        with pytest.raises(WikipediaError, match=r"leaves 127\.0\.0\.1 \(refused\).*not retried"):
+            client.search("Colorado orogeny")
+        assert elsewhere.requests == []
+        assert len(wiki.requests) == 1  # refused at once, not retried
+    finally:
+        elsewhere.stop()
