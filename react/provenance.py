@@ -87,3 +87,42 @@ def make_provenance(step: str, config: dict[str, Any], inputs: dict[str, str | P
         "code": code_version(),
         "environment": environment(),
     }
+
+
+# Where the provenance of two files differs, and what that means.
+_CAUSES = (("config", "configuration"), ("inputs", "input data"), ("code", "code"),
+           ("environment", "software environment"))
+
+
+def diff_provenance(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted key paths whose values differ between two provenance records, with both values.
+
+    Dictionaries are compared key by key, anything else as a whole; values are shortened
+    so that a changed prompt or hash reads on one line.
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        lines = []
+        for key in sorted(set(a) | set(b), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in a:
+                lines.append(f"{path}: only in the second ({_short(b[key])})")
+            elif key not in b:
+                lines.append(f"{path}: only in the first ({_short(a[key])})")
+            else:
+                lines += diff_provenance(a[key], b[key], path)
+        return lines
+    return [] if a == b else [f"{prefix}: {_short(a)} -> {_short(b)}"]
+
+
+def explain_difference(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Why two results may differ, by cause (configuration, input data, code, software), most telling first."""
+    lines = diff_provenance(a, b)
+    causes = [name for key, name in _CAUSES if any(line.split(".")[0].split(":")[0] == key for line in lines)]
+    if not lines:
+        return []
+    return [f"differs in: {', '.join(causes) or 'other metadata'}", *lines]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

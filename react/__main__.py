@@ -1,0 +1,5 @@
+import sys
+
+from react.cli import main
+
+sys.exit(main())
