@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from react.backends import Backend, Generation, Sampling
@@ -124,6 +124,15 @@ def run_agent(
     return episodes
 
 
+def valid_unicode(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _call(backend: Backend, episodes: list[Episode], prompts: list[str], stop: list[str],
           sampling: Sampling) -> list[Generation | None]:
     """One batched call; on failure retry one by one so one bad prompt cannot sink the batch."""
@@ -150,6 +159,8 @@ def _call(backend: Backend, episodes: list[Episode], prompts: list[str], stop: l
     share = (time.perf_counter() - start) / max(1, len(prompts))
     for e in episodes:
         e.seconds += share
+    # A server's JSON can carry lone surrogates ("\ud800"), which Parquet cannot store: U+FFFD instead.
+    gens = [None if g is None else replace(g, text=valid_unicode(g.text)) for g in gens]
     return gens
 
 
