@@ -102,6 +102,12 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
     for key in ("prompt", "instruction"):
         if not resolve_path(config[key]).is_file():
             problems.append(f"config key '{key}': file {config[key]} not found")
+            continue
+        try:
+            resolve_path(config[key]).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(f"config key '{key}': file {config[key]} is not UTF-8 text "
+                            f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8")
     for split, spec in config["data"].items():
         if spec["source"] == "bundled":
             for i, name in enumerate(spec["files"]):
@@ -202,6 +208,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(config, dict):

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from react.io import atomic_path, read_parquet, sha256_file
+from react.io import atomic_path, read_parquet, read_text, sha256_file
 from react.metrics import normalize_answer
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
 from react.trajectory import TrajectoryFormatError, parse_trajectory, training_text
@@ -159,7 +159,7 @@ def build_dataset(
     apply("fraction", order[: round(fraction * len(order))])
     apply("max_examples", rows[:max_examples])
 
-    instruction = Path(instruction_path).read_text(encoding="utf-8").rstrip("\n")
+    instruction = read_text(instruction_path).rstrip("\n")
     examples = [
         {"id": r["id"], "question": r["question"], "answer": r["answer"], "trajectory": r["_body"],
          "text": training_text(instruction, r["question"], r["_body"]), "source": r["source"]}

@@ -14,7 +14,7 @@ import pyarrow as pa
 from react.agent import AgentConfig, Episode, Task, episode_row, run_agent
 from react.backends import Sampling, available_cpus, make_backend
 from react.hotpotqa import POPULATION, sample_questions
-from react.io import read_parquet, sha256_text, write_parquet
+from react.io import read_parquet, read_text, sha256_text, write_parquet
 from react.metrics import exact_match
 from react.provenance import make_provenance
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
@@ -47,7 +47,7 @@ def read_prefix(prompt_path: str | Path, kind: str) -> str:
     line). ``instruction``: the article's training instruction followed by one
     newline, so that prompts match the training text ``{instruction}\nQuestion: ...``.
     """
-    text = Path(prompt_path).read_text(encoding="utf-8")
+    text = read_text(prompt_path)
     if kind not in PROMPT_KINDS:
         raise ValueError(f"unknown prompt kind {kind!r} (expected one of {PROMPT_KINDS})")
     return text.rstrip("\n") + "\n" if kind == "instruction" else text

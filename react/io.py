@@ -108,6 +108,18 @@ def read_parquet(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
     return validate_table(table, schema, path) if schema is not None else table
 
 
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's content; a file that is not UTF-8 fails naming the file and the byte."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DataFileError(f"{path}: file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}: "
+                            f"{exc.reason}); save it as UTF-8") from exc
+
+
 def read_provenance(path: str | Path) -> dict[str, Any]:
     """The provenance dictionary stored by :func:`write_parquet` (empty if none)."""
     try:
