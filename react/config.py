@@ -215,3 +215,34 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return validate_config(config)
+
+
+# --------------------------------------------------------------------------- models by name
+
+SERVED_KEYS = ("url", "served_model", "api_key_env", "tokenizer")
+
+
+def model_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """A model entry of a validated config; a finetune run is its base's entry pointing at the merged folder."""
+    runs = config["finetune"]
+    if name not in runs:
+        return config["models"][name]
+    run = runs[name]
+    base = config["models"][run["base"]]
+    spec = {k: v for k, v in base.items() if k not in ("gguf", "path", "hf_id", "revision", *SERVED_KEYS)}
+    spec.update(path=f"results/models/{name}", quantization="none", prompt=run["prompt"])
+    # The merged weights run in process: the base's own engine, unless that was a server.
+    spec["backend"] = run["backend"] or ("vllm" if base["backend"] == "openai" else base["backend"])
+    return spec
+
+
+def model_location(config: dict[str, Any], name: str) -> str:
+    """Folder (or Hugging Face id, or served model name) the backend loads."""
+    spec = model_spec(config, name)
+    if spec["backend"] == "openai":
+        return spec.get("served_model") or spec.get("hf_id") or spec.get("path") or name
+    if "gguf" in spec or name in config["finetune"]:
+        return f"results/models/{name}"
+    if "path" in spec:
+        return str(resolve_path(spec["path"]))
+    return spec["hf_id"]

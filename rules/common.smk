@@ -3,6 +3,7 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
+import react.config as react_config
 from react.config import ConfigError, bundled_file, resolve_path, validate_config
 from react.schemas import SCHEMA_VERSIONS
 
@@ -63,27 +64,11 @@ def wiki_files(corpus):
 
 
 def model_spec(name):
-    """A model entry; a finetune run is its base's entry pointing at the merged folder."""
-    if name not in RUNS:
-        return MODELS[name]
-    run = RUNS[name]
-    spec = {k: v for k, v in MODELS[run["base"]].items() if k not in ("gguf", "path", "hf_id", "revision")}
-    spec.update(path=f"results/models/{name}", quantization="none", prompt=run["prompt"])
-    if run["backend"]:
-        spec["backend"] = run["backend"]
-    return spec
+    return react_config.model_spec(config, name)
 
 
 def model_location(name):
-    """Folder (or Hugging Face id, or served model name) the backend loads."""
-    spec = model_spec(name)
-    if spec["backend"] == "openai":
-        return spec.get("served_model") or spec.get("hf_id") or spec.get("path") or name
-    if "gguf" in spec or name in RUNS:
-        return f"results/models/{name}"
-    if "path" in spec:
-        return str(resolve_path(spec["path"]))
-    return spec["hf_id"]
+    return react_config.model_location(config, name)
 
 
 def files_of_model(name):
