@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,14 +92,29 @@ def load_tasks(split_path: str | Path, split: str, n: int | None, seed: int,
     return [Task(rows[p]["id"], rows[p]["question"], rows[p]["answer"], split, rows[p]["index"]) for p in positions]
 
 
-def progress_logger(total: int, started: float) -> Callable[[int, list[Episode]], None]:
-    """Log one line per step: how many episodes are done and how many of them are right."""
+def progress_logger(total: int, started: float, bar: bool | None = None) -> Callable[[int, list[Episode]], None]:
+    """One log line per agent step (episodes done, EM so far); on a terminal also a progress bar.
+
+    A log file gets at most ``max_steps`` lines per run, never a bar's carriage returns.
+    """
+    bar = sys.stderr.isatty() if bar is None else bar
+    progress = None
+    if bar:
+        from tqdm import tqdm
+
+        progress = tqdm(total=total, unit="question", desc="episodes", dynamic_ncols=True)
 
     def on_step(step: int, episodes: list[Episode]) -> None:
         done = [e for e in episodes if e.done]
         correct = sum(exact_match(e.prediction or "", e.task.answer) for e in done if e.finish_reason == "finished")
-        log.info("step %d: %d/%d episodes done, %d correct so far, %.0f s", step, len(done), total,
-                 correct, time.perf_counter() - started)
+        em = 100 * correct / max(1, len(done))
+        log.info("step %d: %d/%d episodes done, %d correct so far (EM %.1f%% of done), %.0f s", step, len(done),
+                 total, correct, em, time.perf_counter() - started)
+        if progress is not None:
+            progress.update(len(done) - progress.n)
+            progress.set_postfix(step=step, em=f"{em:.1f}%")
+            if len(done) == total:
+                progress.close()
 
     return on_step
 
