@@ -5,6 +5,7 @@
     python -m react compare smollm2-135m smollm2-135m-react           # fixed and broken questions
     python -m react ask --model smollm2-135m "Who was Milhouse named after?"   # live, step by step
     python -m react diff A.parquet B.parquet                          # same rows? if not, why
+    python -m react config-reference                                  # every config key, from the schema
 
 A model name stands for results/eval/<name>.parquet.
 """
@@ -244,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask_cmd.add_argument("--model", required=True, help="a model or finetune run of the config")
     ask_cmd.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     ask_cmd.add_argument("--answer", help="the gold answer, to score the prediction")
+    reference = commands.add_parser("config-reference", help="print the configuration reference (Markdown)")
+    reference.add_argument("--write", type=Path, metavar="README", help="replace the generated section of this file")
     diff = commands.add_parser("diff", help="compare two result Parquet files and say why they differ")
     diff.add_argument("a", type=Path)
     diff.add_argument("b", type=Path)
@@ -271,6 +274,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 print(format_comparison(compare_rows(a, b), *names), file=out)
         elif args.command == "ask":
             ask(args.question, args.model, args.config, args.answer, out)
+        elif args.command == "config-reference":
+            from react.config_reference import reference_markdown, write_into
+
+            if args.write:
+                changed = write_into(args.write)
+                print(f"{args.write}: {'updated' if changed else 'already up to date'}", file=out)
+            else:
+                print(reference_markdown(), end="", file=out)
         elif args.command == "diff":
             same, lines = diff_files(args.a, args.b)
             print("\n".join(lines), file=out)

@@ -166,3 +166,34 @@ def test_resources_are_checked_by_key(default):
     default["resources"] = {}
     default["models"]["smollm2-135m"]["resources"] = {"runtime": "1h"}
     check(default, "config key 'models.smollm2-135m.resources.runtime'")
+
+
+def test_readme_configuration_reference_is_generated_from_the_schema(project_dir):
+    from react.config_reference import readme_section, reference_markdown
+
+    section = readme_section((project_dir / "README.md").read_text(encoding="utf-8"))
+    assert section is not None, "README.md lacks the generated configuration reference"
+    assert section == reference_markdown(), "run: python -m react config-reference --write README.md"
+
+
+def test_schema_uses_only_json_schema_keywords(project_dir):
+    """A comma in an unquoted YAML flow mapping silently cuts a description into a stray key."""
+    keywords = {"type", "description", "default", "enum", "const", "properties", "additionalProperties",
+                "required", "oneOf", "allOf", "anyOf", "not", "if", "then", "$ref", "items", "minItems",
+                "uniqueItems", "minimum", "maximum", "exclusiveMinimum", "pattern", "propertyNames",
+                "minProperties", "$schema", "title", "$defs"}
+    stray = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                parent = path.rsplit("/", 1)[-1]
+                if parent not in ("properties", "$defs", "default") and key not in keywords:
+                    stray.append(f"{path}/{key}")
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path)
+
+    walk(yaml.safe_load((project_dir / "config/schema.yaml").read_text()), "")
+    assert not stray
