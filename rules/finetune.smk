@@ -30,7 +30,8 @@ rule finetune:
     output:
         checkpoints=directory("results/finetune/{run}/checkpoints"),
         loss="results/finetune/{run}/loss.parquet",
-        plot=report("results/finetune/{run}/loss.png", category="Finetuning"),
+        plot=report("results/finetune/{run}/loss.png", category="Finetuning", subcategory="Per run",
+                    caption="../report/run_loss.rst", labels={"run": "{run}"}),
     params:
         base=lambda wildcards: model_location(RUNS[wildcards.run]["base"]),
         run=lambda wildcards: RUNS[wildcards.run],
