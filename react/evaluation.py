@@ -19,6 +19,7 @@ from react.io import read_parquet, read_text, sha256_text, write_parquet
 from react.metrics import exact_match
 from react.provenance import make_provenance
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
+from react.wiki import INDEX_META
 from react.wikis import Wiki, open_wiki
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,14 @@ def run_model(model: ModelRef, tasks: list[Task], wiki: Wiki, prefix: str,
 
 def wiki_inputs(split_path: str | Path, corpus_path: str | Path | None, index_path: str | Path | None,
                 prompt_path: str | Path) -> dict[str, str | Path]:
-    """The files a run read (a live Wikipedia has none: its pages are listed in the provenance)."""
+    """The files a run read (a live Wikipedia has none: its pages are listed in the provenance).
+
+    The index stands for itself by its metadata (the corpus hash and size it was built from,
+    the bm25s version): its binary files order the vocabulary by Python's per-process string
+    hashing, so two builds of the same corpus differ in bytes, never in search results.
+    """
+    if index_path is not None:
+        index_path = Path(index_path) / INDEX_META
     inputs = {"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path}
     return {k: v for k, v in inputs.items() if v is not None}
 
