@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
+import unicodedata
 from pathlib import Path
 
+import bm25s
+import numpy as np
 import pyarrow as pa
 import pytest
+import Stemmer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from react import wiki
 from react.io import DataFileError, read_parquet, read_provenance, write_parquet
 from react.schemas import CORPUS_SCHEMA, SPLIT_SCHEMA
-from react.wiki import Corpus, WikiEnv, build_corpus, build_index, corpus_sha256, normalize_title
+from react.wiki import (
+    INDEX_META,
+    Corpus,
+    WikiEnv,
+    _query_terms,
+    _stemmer,
+    build_corpus,
+    build_index,
+    corpus_sha256,
+    normalize_title,
+)
 
 PROMPT = Path(__file__).resolve().parents[1] / "config" / "prompts" / "react_hotpotqa.txt"
 
@@ -336,3 +352,117 @@ def test_any_action_text_never_raises(corpus, actions):
         assert isinstance(result.observation, str) and result.observation
         assert not result.observation.endswith("\n")
         assert result.done == (result.answer is not None)
+
+
+# ------------------------------------------------------------------- the index internals (search at scale)
+
+
+def _bm25s_reference(paragraphs: dict[str, list[str]]) -> bm25s.BM25:
+    """The index as react.wiki built it before it streamed: bm25s's own, over NFKC title + text."""
+    texts = [unicodedata.normalize("NFKC", " ".join([t, *paragraphs[t]])) for t in sorted(paragraphs)]
+    reference = bm25s.BM25()
+    reference.index(bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False),
+                    show_progress=False)
+    return reference
+
+
+MORE_PAGES = {
+    **PAGES,
+    "Ｆｕｌｌ ｗｉｄｔｈ": ["Ｗｉｄｅ letters, a ﬁsh ligature and Straße.", " Film film FILM films."],
+    "Only stopwords": ["the of and", " a an"],
+    "Nothing": [],
+    "Numbers 1989": [" 1989 1,800 7,000 ft", "x_y snake_case"],
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TEXT)
+def test_query_terms_are_bm25s_tokens(text):
+    expected = bm25s.tokenize([unicodedata.normalize("NFKC", text)], stopwords="en",
+                              stemmer=Stemmer.Stemmer("english"), return_ids=False, show_progress=False)[0]
+    assert _query_terms(text, _stemmer()) == expected
+
+
+def test_index_scores_are_bm25s_scores():
+    reference, ours = _bm25s_reference(MORE_PAGES), Corpus.from_paragraphs(MORE_PAGES)._bm25
+    assert set(ours.vocab) == set(reference.vocab_dict)
+    ref = reference.scores
+    for term, ref_id in reference.vocab_dict.items():
+        if term == "":
+            continue
+        ours_id = ours.vocab[term]
+        lo, hi = ref["indptr"][ref_id], ref["indptr"][ref_id + 1]
+        our_lo, our_hi = ours.indptr[ours_id], ours.indptr[ours_id + 1]
+        assert ours.indices[our_lo:our_hi].tolist() == ref["indices"][lo:hi].tolist()
+        assert ours.data[our_lo:our_hi].tobytes() == ref["data"][lo:hi].tobytes()  # bit for bit
+
+
+@pytest.mark.parametrize("query", ["Adam Clayton Powell", "American film director", "film film", "Soviet",
+                                   "Ｆｉｌｍ", "magazine 1989", "the", "zzzz"])
+def test_similar_ranks_as_full_bm25s_scores(query):
+    titles = sorted(MORE_PAGES)
+    reference = _bm25s_reference(MORE_PAGES)
+    ids = reference.get_tokens_ids(_query_terms(query, _stemmer()))
+    expected = []
+    if ids:
+        scores = reference.get_scores_from_ids(ids)
+        hits = np.flatnonzero(scores > 0)
+        expected = [titles[i] for i in hits[np.lexsort((hits, -scores[hits]))][:5]]
+    assert Corpus.from_paragraphs(MORE_PAGES).similar(query) == expected
+
+
+def _write_corpus(path: Path, rows: list[tuple[str, list[str]]], provenance: dict | None = None) -> Path:
+    table = pa.table({"title": [t for t, _ in rows], "sentences": [s for _, s in rows]}, schema=CORPUS_SCHEMA)
+    write_parquet(table, path, provenance or {})
+    return path
+
+
+def test_streamed_index_equals_the_in_memory_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(wiki, "BATCH_ROWS", 3)  # several batches, postings spilled and placed batch by batch
+    path = _write_corpus(tmp_path / "wiki.parquet", sorted(MORE_PAGES.items()))
+    build_index(path, tmp_path / "index")
+    assert not (tmp_path / "index" / "postings.tmp").exists()
+    loaded, in_memory = Corpus.load(path, tmp_path / "index"), Corpus.from_paragraphs(MORE_PAGES)
+    assert loaded.sha256 == in_memory.sha256
+    for name in ("data", "indices", "indptr"):
+        assert np.array_equal(getattr(loaded._bm25, name), getattr(in_memory._bm25, name))
+    assert loaded._bm25.vocab == in_memory._bm25.vocab
+    reference = bm25s.BM25.load(tmp_path / "index")  # bm25s reads the index too
+    ids = reference.get_tokens_ids(["film"])
+    assert np.array_equal(reference.get_scores_from_ids(ids),
+                          _bm25s_reference(MORE_PAGES).get_scores_from_ids(
+                              _bm25s_reference(MORE_PAGES).get_tokens_ids(["film"])))
+    for title in MORE_PAGES:
+        assert loaded.page(title) == MORE_PAGES[title]
+
+
+def test_index_from_before_the_streaming_build_still_loads(tmp_path):
+    """An index directory holding only bm25s's files (format 1): pages and keys are made at load."""
+    path = _write_corpus(tmp_path / "wiki.parquet", sorted(MORE_PAGES.items()))
+    index = tmp_path / "index"
+    _bm25s_reference(MORE_PAGES).save(index, show_progress=False)
+    (index / INDEX_META).write_text(json.dumps({"corpus_sha256": corpus_sha256(path), "n_docs": len(MORE_PAGES)}))
+    old, new = Corpus.load(path, index), Corpus.from_paragraphs(MORE_PAGES)
+    for query in ["Adam Clayton Powell", "film", "Soviet mathematician", "High Plains"]:
+        assert old.similar(query) == new.similar(query)
+        assert old.page(query) == new.page(query)
+
+
+def test_same_rows_in_another_file_load_and_unsorted_rows_keep_the_first_title(tmp_path, monkeypatch):
+    monkeypatch.setattr(wiki, "BATCH_ROWS", 1)
+    rows = [("foo  bar", ["second"]), ("B", ["b"]), ("Foo bar", ["first"])]  # not sorted by title
+    built = _write_corpus(tmp_path / "a.parquet", rows, {"run": 1})
+    build_index(built, tmp_path / "index")
+    other = _write_corpus(tmp_path / "b.parquet", rows, {"run": 2})  # other bytes, same rows
+    corpus = Corpus.load(other, tmp_path / "index")
+    assert corpus.sha256 == corpus_sha256(built)
+    assert corpus.page("FOO BAR") == ["first"] and corpus.page("b") == ["b"]
+    assert Corpus.from_paragraphs(dict(rows)).page("FOO BAR") == ["first"]
+
+
+def test_empty_corpus(tmp_path):
+    path = _write_corpus(tmp_path / "wiki.parquet", [])
+    build_index(path, tmp_path / "index")
+    corpus = Corpus.load(path, tmp_path / "index")
+    assert len(corpus) == 0 and corpus.page("x") is None and corpus.similar("x") == []
+    assert WikiEnv(Corpus.from_paragraphs({})).step("Search[x]").observation == "Could not find [x]. Similar: []."
