@@ -104,6 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "logging_steps": 25,
         "max_length": 1200,  # the article's max_seq_length
         "packing": False,
+        "group_by_length": False,  # not among the article's arguments: transformers' default, random order
         "bnb_4bit_quant_type": "nf4",
         "bnb_4bit_compute_dtype": "float16",  # on a CPU float32 is used instead
         "bnb_4bit_use_double_quant": False,
@@ -134,6 +135,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "logging_steps": 1,
         "max_length": 1024,
         "packing": False,
+        "group_by_length": False,
         "bnb_4bit_quant_type": "nf4",
         "bnb_4bit_compute_dtype": "float32",
         "bnb_4bit_use_double_quant": False,
@@ -194,7 +196,8 @@ def check_hyperparameters(hp: dict[str, Any]) -> None:
         raise ValueError(f"finetuning hyperparameter 'max_steps': expected -1 or a positive integer, got {hp['max_steps']!r}")
     if not isinstance(hp["target_modules"], list | tuple) or not hp["target_modules"]:
         raise ValueError("finetuning hyperparameter 'target_modules': expected a non-empty list of module names")
-    for key in ("bf16", "fp16", "gradient_checkpointing", "mask_observations", "packing", "bnb_4bit_use_double_quant"):
+    for key in ("bf16", "fp16", "gradient_checkpointing", "mask_observations", "packing", "group_by_length",
+                "bnb_4bit_use_double_quant"):
         if not isinstance(hp[key], bool):
             raise ValueError(f"finetuning hyperparameter {key!r}: expected true or false, got {hp[key]!r}")  # noqa: TRY004
     if hp["bf16"] and hp["fp16"]:
@@ -347,11 +350,15 @@ def _callbacks(progress_bars: bool):
 
 
 def make_trainer(base_model_dir: str | Path, dataset, output_dir: str | Path, hp: dict[str, Any], tokenizer,
-                 device: str | None = None):
+                 device: str | None = None, sft_args: dict[str, Any] | None = None):
     """The SFTTrainer for a tokenized ``dataset`` (columns input_ids, assistant_masks), checkpoints in ``output_dir``.
 
     Its ``train_dataset`` is trl's prepared dataset: ``labels`` = input_ids with -100
-    where ``assistant_masks`` was 0.
+    where ``assistant_masks`` was 0. ``hp["group_by_length"]`` selects transformers'
+    ``train_sampling_strategy="group_by_length"`` (each optimizer step's examples drawn
+    from a shuffled window and sorted by length, so micro-batches carry little padding)
+    instead of ``"random"``. ``sft_args`` sets further ``SFTConfig`` fields as given
+    (benchmarks/train_throughput.py tries packing and padding-free batches with it).
     """
     from peft import LoraConfig
     from transformers import PrinterCallback, ProgressCallback
@@ -367,7 +374,7 @@ def make_trainer(base_model_dir: str | Path, dataset, output_dir: str | Path, hp
     on_gpu = device != "cpu"
     if not on_gpu and (hp["bf16"] or hp["fp16"]):
         log.info("no CUDA device: training in float32 (bf16/fp16 apply on a GPU only)")
-    args = SFTConfig(
+    settings = dict(
         output_dir=str(output_dir),
         num_train_epochs=hp["num_train_epochs"],
         max_steps=hp["max_steps"],
@@ -390,12 +397,14 @@ def make_trainer(base_model_dir: str | Path, dataset, output_dir: str | Path, hp
         logging_steps=hp["logging_steps"],
         max_length=hp["max_length"],
         packing=False,
+        train_sampling_strategy="group_by_length" if hp["group_by_length"] else "random",
         seed=hp["seed"],
         data_seed=hp["seed"],
         report_to=[],
         disable_tqdm=not progress_bars,
         dataloader_pin_memory=on_gpu,
     )
+    args = SFTConfig(**{**settings, **(sft_args or {})})
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )

@@ -179,6 +179,41 @@ def test_trainer_labels_are_minus_100_on_masked_tokens(records, tokenizer, tiny_
     assert abs(loss - unmasked) > 1e-3
 
 
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_group_by_length_reaches_the_sampler_and_keeps_the_masks(records, tokenizer, tiny_model, tmp_path,
+                                                                 group_by_length):
+    from torch.utils.data import RandomSampler
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    dataset = tokenize_records(records, tokenizer, max_length=640, mask_observations=True)
+    hp = resolve_hyperparameters("cpu", {**RUN, "gradient_accumulation_steps": 2, "group_by_length": group_by_length})
+    trainer = make_trainer(tiny_model, dataset.select_columns(["input_ids", "assistant_masks"]), tmp_path, hp,
+                           tokenizer, "cpu")  # fmt: skip
+    assert trainer.args.train_sampling_strategy == ("group_by_length" if group_by_length else "random")
+    sampler = trainer._get_train_sampler()
+    if group_by_length:  # grouped per optimizer step: batch 2 x 2 accumulation
+        assert isinstance(sampler, LengthGroupedSampler) and sampler.batch_size == 4
+    else:
+        assert isinstance(sampler, RandomSampler)
+    # Every example once per epoch, whole, with labels -100 exactly where assistant_masks is 0 and on pads.
+    expected = {tuple(ids): [t if m else -100 for t, m in zip(ids, mask, strict=True)]
+                for ids, mask in zip(dataset["input_ids"], dataset["assistant_masks"], strict=True)}  # fmt: skip
+    seen = []
+    for batch in trainer.get_train_dataloader():
+        rows = zip(batch["labels"].tolist(), batch["input_ids"].tolist(), batch["attention_mask"].tolist(), strict=True)
+        for labels, ids, attention in rows:
+            n = sum(attention)
+            assert labels == expected[tuple(ids[:n])] + [-100] * (len(labels) - n)
+            seen.append(tuple(ids[:n]))
+    assert sorted(seen) == sorted(tuple(ids) for ids in dataset["input_ids"])
+
+
+def test_group_by_length_must_be_a_boolean():
+    assert PRESETS["paper"]["group_by_length"] is False  # the article's order: transformers' default, random
+    with pytest.raises(ValueError, match="'group_by_length': expected true or false"):
+        resolve_hyperparameters("cpu", {"group_by_length": "yes"})
+
+
 # --------------------------------------------------------------------------- training
 
 
