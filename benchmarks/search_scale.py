@@ -114,7 +114,7 @@ def machine() -> dict[str, Any]:
 
 
 def loadavg() -> list[float]:
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    return list(os.getloadavg())
 
 
 # --------------------------------------------------------------------------- the real corpus's shape

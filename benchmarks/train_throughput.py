@@ -114,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def loadavg() -> list[float]:
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    return list(os.getloadavg())
 
 
 def wait_for_quiet(max_load: float, wait_max: float) -> dict:

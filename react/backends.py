@@ -226,9 +226,11 @@ class TransformersBackend:
         return self._cache_supported
 
     def _takes_logits_to_keep(self) -> bool:
-        import inspect
+        if not hasattr(self, "_logits_to_keep"):  # asked once: inspect is slow for a per-call check
+            import inspect
 
-        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+            self._logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        return self._logits_to_keep
 
     def _prefix_states(self, prefix: tuple[int, ...]) -> list[tuple[Any, Any]]:
         """The prefix's per-layer key/value states: from the LRU, or computed (extending the best entry)."""
