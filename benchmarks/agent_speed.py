@@ -302,6 +302,15 @@ def save_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def episode_record(e) -> dict:
+    """What (a) and (b) are compared on: prediction, finish reason, EM and a hash of the trajectory."""
+    from react.metrics import exact_match
+
+    return {"id": e.task.id, "prediction": e.prediction, "finish_reason": e.finish_reason,
+            "em": exact_match(e.prediction or "", e.task.answer) if e.finish_reason == "finished" else False,
+            "n_steps": len(e.steps), "n_calls": e.n_calls, "trajectory_sha256": sha256(e.prompt[e.prefix_len:])}
+
+
 def worker(spec: dict, out_path: Path) -> None:
     """Start one engine and run the modes not yet in ``out_path`` (which it updates as it goes).
 
@@ -318,16 +327,16 @@ def worker(spec: dict, out_path: Path) -> None:
     from react.agent import AgentConfig, question_prompt, run_agent
     from react.backends import Sampling, available_cpus, make_backend
     from react.config import load_config
-    from react.evaluation import agent_config, backend_options, load_tasks, read_prefix
-    from react.metrics import exact_match
+    from react.evaluation import agent_config, backend_options, load_tasks
+    from react.prompts import read_prompt
     from react.wikis import open_wiki
 
     state = json.loads(out_path.read_text()) if out_path.exists() else {}
     config = load_config(PROJECT / spec["config"])
     agent = agent_config(config["agent"])
-    agent = AgentConfig(max_steps=spec["max_steps"], sampling=agent.sampling, seed=agent.seed)
+    agent = AgentConfig(max_steps=spec["max_steps"], sampling=agent.sampling, seed=agent.seed, protocol=agent.protocol)
     evaluation = config["evaluation"]
-    prefix = read_prefix(PROJECT / config["prompt"], "few-shot")
+    prefix = read_prompt(config["prompt"])
     tasks = load_tasks(PROJECT / spec["split"], evaluation["split"], spec["n_questions"], evaluation["seed"])
     corpus_name = evaluation["corpus"]
     wiki = open_wiki(corpus_name, dict(config["corpus"][corpus_name]), PROJECT / spec["corpus"], PROJECT / spec["index"])
@@ -363,11 +372,6 @@ def worker(spec: dict, out_path: Path) -> None:
             backend.llm.reset_prefix_cache()
         else:
             backend.clear_prefix_cache()
-
-    def episode_record(e) -> dict:
-        return {"id": e.task.id, "prediction": e.prediction, "finish_reason": e.finish_reason,
-                "em": exact_match(e.prediction or "", e.task.answer) if e.finish_reason == "finished" else False,
-                "n_steps": len(e.steps), "n_calls": e.n_calls, "trajectory_sha256": sha256(e.prompt[e.prefix_len:])}
 
     for mode in ("batched", "sequential"):
         if mode not in spec["modes"] or mode in result["runs"]:

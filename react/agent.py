@@ -5,7 +5,10 @@ batched call that stops at ``"\\nObservation i:"``. Completions without an
 ``Action i:`` line get ReAct's fallback: the first line is kept as the thought
 and a second (batched) call writes ``Action i:`` up to the end of the line.
 After ``max_steps`` an unfinished episode is closed with ``finish[]``, as in
-ReAct. Model output never raises: each step records what happened.
+ReAct. How actions reach the environment and observations the prompt is the
+episode's protocol (react.protocol). Model output never raises: each step
+records what happened, and what would have crashed the original loop ends the
+question as wrong (``crashed``), as the article's ``try/except`` does.
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ from typing import Any
 from react.backends import Backend, Generation, Sampling
 from react.metrics import exact_match, f1_score
 from react.parsing import split_completion
+from react.protocol import (
+    DEFAULT_PROTOCOL,
+    ActionCrash,
+    env_action,
+    finish_observation,
+    prompt_observation,
+    question_line,
+)
 from react.trajectory import format_step
 
 log = logging.getLogger(__name__)
@@ -30,6 +41,7 @@ class AgentConfig:
     max_steps: int = 7
     sampling: Sampling = Sampling()
     seed: int = 0
+    protocol: str = DEFAULT_PROTOCOL  # react | lenient (react.protocol)
 
 
 @dataclass(frozen=True)
@@ -68,25 +80,30 @@ def hash_seed(task_id: str, sample: int, base: int = 0) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def question_prompt(prefix: str, question: str) -> str:
-    # ReAct: `prompt += question + "\n"` where question is "Question: ...".
-    return f"{prefix}Question: {question.strip()}\n"
+def question_prompt(prefix: str, question: str, strip: bool = False) -> str:
+    """ReAct: ``prompt += question + "\\n"`` with the question as the data has it; ``strip``: the training format."""
+    return prefix + question_line(question, exact=not strip)
 
 
 def run_agent(
     tasks: list[Task],
     backend: Backend,
-    make_env: Callable[[], Any],
+    make_env: Callable[[str], Any],
     prefix: str,
     config: AgentConfig,
     on_step: Callable[[int, list[Episode]], None] | None = None,
+    strip_question: bool = False,
 ) -> list[Episode]:
-    """Run every task to the end; all unfinished episodes advance together."""
+    """Run every task to the end; all unfinished episodes advance together.
+
+    ``make_env(protocol)`` gives a fresh environment; ``strip_question`` writes the
+    question stripped, as the article's training text does (the instruction prompt).
+    """
     episodes = []
     for task in tasks:
-        env = make_env()
+        env = make_env(config.protocol)
         env.reset()
-        episodes.append(Episode(task, env, question_prompt(prefix, task.question), len(prefix),
+        episodes.append(Episode(task, env, question_prompt(prefix, task.question, strip_question), len(prefix),
                                 seed=hash_seed(task.id, task.sample, config.seed)))
     for step in range(1, config.max_steps + 1):
         active = [e for e in episodes if not e.done]
@@ -115,7 +132,7 @@ def run_agent(
                     actions[id(e)] = gen.text.strip()
         for e in active:
             if id(e) in actions:
-                take_step(e, step, thoughts[id(e)], actions[id(e)], fallback=e in missing)
+                take_step(e, step, thoughts[id(e)], actions[id(e)], config.protocol, fallback=e in missing)
         if on_step:
             on_step(step, episodes)
     for e in episodes:
@@ -164,12 +181,28 @@ def _call(backend: Backend, episodes: list[Episode], prompts: list[str], stop: l
     return gens
 
 
-def take_step(e: Episode, step: int, thought: str, action: str, fallback: bool = False) -> None:
-    """Send ``action`` to the episode's environment and append the step to its record and prompt."""
+def take_step(e: Episode, step: int, thought: str, action: str, protocol: str = DEFAULT_PROTOCOL,
+              fallback: bool = False) -> None:
+    """Send ``action`` to the episode's environment and append the step to its record and prompt.
+
+    ``action`` is as the model wrote it: it goes into the prompt so, and reaches the
+    environment through the protocol (ReAct lowercases its first character).
+    """
     start = time.perf_counter()
-    result = e.env.step(action)
+    try:
+        result = e.env.step(env_action(action, protocol))
+    except ActionCrash as exc:  # the original loop raises here; the article's try/except scores it wrong
+        e.seconds += time.perf_counter() - start
+        e.steps.append({"thought": thought, "action": action, "action_type": "invalid", "argument": action,
+                        "observation": "", "status": "crashed"})
+        e.error = str(exc)
+        close_unfinished(e, "crashed")
+        return
     e.seconds += time.perf_counter() - start
     observation = result.observation
+    if result.done:  # ReAct's HotPotQA wrapper writes the reward (EM) into the final observation
+        observation = finish_observation(int(exact_match(result.answer or "", e.task.answer)), protocol)
+    observation = prompt_observation(observation, protocol)
     status = result.action.reason if result.action.type == "invalid" else ("no_action_line" if fallback else "ok")
     e.steps.append({
         "thought": thought,
@@ -183,6 +216,11 @@ def take_step(e: Episode, step: int, thought: str, action: str, fallback: bool =
     if result.done:
         e.prediction = result.answer or ""
         e.finish_reason = "finished"
+
+
+# Reasons whose episode the original scores by its answer: ``finish[]`` after the step limit gives
+# the EM of the empty answer. A crash, a refused prompt or a full context score as wrong.
+SCORED_REASONS = ("finished", "step_limit", "parse_error")
 
 
 def close_unfinished(e: Episode, reason: str) -> None:
@@ -231,8 +269,8 @@ def episode_row(e: Episode, *, model: str, backend: str, config: AgentConfig,
         "question": e.task.question,
         "answer": e.task.answer,
         "prediction": prediction,
-        "em": exact_match(prediction, e.task.answer) if e.finish_reason == "finished" else False,
-        "f1": f1_score(prediction, e.task.answer)[0] if e.finish_reason == "finished" else 0.0,
+        "em": exact_match(prediction, e.task.answer) if e.finish_reason in SCORED_REASONS else False,
+        "f1": f1_score(prediction, e.task.answer)[0] if e.finish_reason in SCORED_REASONS else 0.0,
         "finish_reason": e.finish_reason,
         "n_steps": len(model_steps),
         "n_invalid_actions": sum(s["action_type"] == "invalid" for s in model_steps),
@@ -249,6 +287,7 @@ def episode_row(e: Episode, *, model: str, backend: str, config: AgentConfig,
         "max_steps": config.max_steps,
         "seed": e.seed,
         "prompt": prompt,
+        "protocol": config.protocol,
         "prompt_sha256": prompt_sha256,
         "corpus_sha256": corpus_sha256,
         "seconds": round(e.seconds, 6),

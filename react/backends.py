@@ -191,7 +191,9 @@ class TransformersBackend:
         gens = []
         for row in new_tokens:
             ids = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            # vLLM's incremental detokenizer holds back text ending in U+FFFD (a character whose
+            # bytes are not all generated yet) and so never ends a completion with one: nor do we.
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
             cut = truncate_at_stop(text, stop)
             finish = "stop" if len(cut) < len(text) or len(ids) < sampling.max_new_tokens else "length"
             gens.append(Generation(cut, len(ids), finish))

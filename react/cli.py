@@ -172,9 +172,10 @@ def ask(question: str, model_name: str, config_path: Path, answer: str | None, o
     """Run one question through the configured model and environment, printing each step as it happens."""
     from react.agent import Task, episode_row, run_agent
     from react.backends import make_backend
-    from react.config import load_config, model_location, model_spec, resolve_path
-    from react.evaluation import ModelRef, agent_config, read_prefix
+    from react.config import load_config, model_location, model_spec
+    from react.evaluation import ModelRef, agent_config
     from react.io import sha256_text
+    from react.prompts import read_prefix
     from react.wikis import open_wiki
 
     config = load_config(config_path)
@@ -194,8 +195,7 @@ def ask(question: str, model_name: str, config_path: Path, answer: str | None, o
         if not Path(path).exists():
             raise CliError(f"corpus {corpus_name!r}: {path} does not exist yet; make it with "
                            f"`snakemake --cores 2 {path}`")
-    prompt_path = config["prompt"] if spec["prompt"] == "few-shot" else config["instruction"]
-    prefix = read_prefix(resolve_path(prompt_path), spec["prompt"])
+    prefix = read_prefix(spec["prompt"], config["prompt"], config["instruction"])
     agent = agent_config(config["agent"])
     model = ModelRef.from_config(model_name, location, spec, config["backends"], None)
     wiki = open_wiki(corpus_name, corpus_spec, **files)
@@ -214,7 +214,8 @@ def ask(question: str, model_name: str, config_path: Path, answer: str | None, o
 
     try:
         task = Task("ask", question, answer or "", "ask")
-        [episode] = run_agent([task], backend, wiki.new_env, prefix, agent, on_step=on_step)
+        [episode] = run_agent([task], backend, wiki.new_env, prefix, agent, on_step=on_step,
+                              strip_question=spec["prompt"] == "instruction")
     finally:
         backend.close()
         wiki.close()

@@ -14,7 +14,10 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from react.corpus_sources import corpus_problems
+from react.io import PROJECT_DIR, DataFileError, resolve_path
+from react.prompts import read_prompt
+
 SCHEMA_PATH = PROJECT_DIR / "config" / "schema.yaml"
 BUNDLED_DATA_DIR = PROJECT_DIR / "resources" / "hotpotqa"
 MODEL_SOURCES = ("gguf", "path", "hf_id")
@@ -64,6 +67,11 @@ def _describe(error) -> str:
     if error.validator == "oneOf" and len(path) == 2 and path[0] == "models":
         return (f"config key {key_path(path)!r}: give exactly one of {', '.join(MODEL_SOURCES)} "
                 "to say where the model comes from (or a server `url` with `backend: openai`)")
+    alternatives = error.validator_value if error.validator in ("oneOf", "anyOf") else None
+    if alternatives and all(isinstance(a, dict) and list(a) == ["required"] for a in alternatives):
+        keys = ", ".join(k for a in alternatives for k in a["required"])
+        how = "exactly one" if error.validator == "oneOf" else "one"
+        return f"config key {key_path(path)!r}: give {how} of {keys}"
     return f"config key {key_path(path)!r}: {error.message}"
 
 
@@ -99,15 +107,12 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
         for i, split in enumerate(spec.get("splits", [])):
             if split not in config["data"]:
                 problems.append(f"config key 'corpus.{corpus}.splits[{i}]': unknown split {split!r}")
+    problems += corpus_problems(config["corpus"])
     for key in ("prompt", "instruction"):
-        if not resolve_path(config[key]).is_file():
-            problems.append(f"config key '{key}': file {config[key]} not found")
-            continue
-        try:
-            resolve_path(config[key]).read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(f"config key '{key}': file {config[key]} is not UTF-8 text "
-                            f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8")
+        try:  # a missing file, one that is not UTF-8, or a JSON without the key: named before any job
+            read_prompt(config[key])
+        except DataFileError as exc:
+            problems.append(f"config key '{key}': {exc}")
     for split, spec in config["data"].items():
         if spec["source"] == "bundled":
             for i, name in enumerate(spec["files"]):
@@ -188,15 +193,6 @@ def _check_finetuning(config: dict[str, Any]) -> list[str]:
             except ValueError as exc:
                 problems.append(f"config key 'finetune.{name}.hyperparameters': {exc}")
     return problems
-
-
-def resolve_path(path: str | Path) -> Path:
-    """Relative paths: the working directory first, then the project folder."""
-    path = Path(path)
-    if path.is_absolute() or path.exists():
-        return path
-    in_project = PROJECT_DIR / path
-    return in_project if in_project.exists() else path
 
 
 def bundled_file(name: str) -> Path:

@@ -26,6 +26,7 @@ from typing import Any
 
 from react.io import atomic_path, read_parquet, read_text, sha256_file
 from react.metrics import normalize_answer
+from react.protocol import question_line
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
 from react.trajectory import TrajectoryFormatError, parse_trajectory, training_text
 
@@ -37,14 +38,18 @@ N_SHOWN = 5  # overlapping examples named in a leakage error
 def split_trajectory(row: Row) -> str:
     """The trajectory from ``Thought 1:`` on; raise TrajectoryFormatError unless it parses.
 
-    The episode's ``trajectory`` column starts with the question line the agent wrote
-    (``Question: <question>``); it must match the row's question.
+    The episode's ``trajectory`` column starts with the question line the agent wrote:
+    ``Question: <question>`` as the data has it (ReAct's prompt) or stripped (the
+    training format); it must match the row's question.
     """
-    head, _, body = row["trajectory"].partition("\n")
-    if head != f"Question: {row['question'].strip()}":
-        raise TrajectoryFormatError("does not start with the line 'Question: <question>'")
-    parse_trajectory(body)
-    return body
+    text = row["trajectory"]
+    for exact in (True, False):
+        head = question_line(row["question"], exact)
+        if text.startswith(head):
+            body = text[len(head):]
+            parse_trajectory(body)
+            return body
+    raise TrajectoryFormatError("does not start with the line 'Question: <question>'")
 
 
 def reason_key(message: str) -> str:

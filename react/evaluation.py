@@ -15,7 +15,7 @@ import pyarrow as pa
 from react.agent import AgentConfig, Episode, Task, episode_row, run_agent
 from react.backends import Sampling, available_cpus, make_backend
 from react.hotpotqa import POPULATION, sample_questions
-from react.io import read_parquet, read_text, sha256_text, write_parquet
+from react.io import read_parquet, sha256_text, write_parquet
 from react.metrics import exact_match
 from react.provenance import make_provenance
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
@@ -39,27 +39,12 @@ class ModelRef:
         return cls(name, location, spec["backend"], backend_options(spec, backends, threads))
 
 
-PROMPT_KINDS = ("few-shot", "instruction")
-
-
-def read_prefix(prompt_path: str | Path, kind: str) -> str:
-    """The text every question is appended to.
-
-    ``few-shot``: the ReAct prompt file as it is (it ends with its last example's
-    line). ``instruction``: the article's training instruction followed by one
-    newline, so that prompts match the training text ``{instruction}\nQuestion: ...``.
-    """
-    text = read_text(prompt_path)
-    if kind not in PROMPT_KINDS:
-        raise ValueError(f"unknown prompt kind {kind!r} (expected one of {PROMPT_KINDS})")
-    return text.rstrip("\n") + "\n" if kind == "instruction" else text
-
-
 def agent_config(agent: dict[str, Any]) -> AgentConfig:
     return AgentConfig(
         max_steps=agent["max_steps"],
         sampling=Sampling(agent["max_new_tokens"], agent["temperature"], agent["top_p"]),
         seed=agent["seed"],
+        protocol=agent["protocol"],
     )
 
 
@@ -121,20 +106,20 @@ def progress_logger(total: int, started: float, bar: bool | None = None) -> Call
 
 
 def run_model(model: ModelRef, tasks: list[Task], wiki: Wiki, prefix: str,
-              config: AgentConfig) -> list[Episode]:
+              config: AgentConfig, strip_question: bool = False) -> list[Episode]:
     """Start the model's backend, run the agent over ``tasks``, and stop the backend."""
     started = time.perf_counter()
     backend = make_backend(model.backend, model.location, model.name, model.options)
     log.info("backend ready in %.0f s", time.perf_counter() - started)
     try:
         return run_agent(tasks, backend, wiki.new_env, prefix, config,
-                         on_step=progress_logger(len(tasks), time.perf_counter()))
+                         on_step=progress_logger(len(tasks), time.perf_counter()), strip_question=strip_question)
     finally:
         backend.close()
 
 
 def wiki_inputs(split_path: str | Path, corpus_path: str | Path | None, index_path: str | Path | None,
-                prompt_path: str | Path) -> dict[str, str | Path]:
+                prompt_files: list[str | Path]) -> dict[str, str | Path]:
     """The files a run read (a live Wikipedia has none: its pages are listed in the provenance).
 
     The index stands for itself by its metadata (the corpus hash and size it was built from,
@@ -143,7 +128,9 @@ def wiki_inputs(split_path: str | Path, corpus_path: str | Path | None, index_pa
     """
     if index_path is not None:
         index_path = Path(index_path) / INDEX_META
-    inputs = {"split": split_path, "corpus": corpus_path, "index": index_path, "prompt": prompt_path}
+    inputs = {"split": split_path, "corpus": corpus_path, "index": index_path}
+    # "prompt" is the (first) prompt file, as before; ReAct's recipe adds its JSON of examples.
+    inputs.update(zip(["prompt", *(f"prompt.{i}" for i in range(1, len(prompt_files)))], prompt_files))
     return {k: v for k, v in inputs.items() if v is not None}
 
 
@@ -185,7 +172,8 @@ def evaluate_model(
     corpus_spec: dict[str, Any],
     corpus_path: str | Path | None,
     index_path: str | Path | None,
-    prompt_path: str | Path,
+    prefix: str,
+    prompt_files: list[str | Path],
     prompt_kind: str,
     agent: dict[str, Any],
     n_questions: int | None,
@@ -194,7 +182,6 @@ def evaluate_model(
     out_path: str | Path,
     provenance_config: dict[str, Any],
 ) -> pa.Table:
-    prefix = read_prefix(prompt_path, prompt_kind)
     tasks = load_tasks(split_path, split, n_questions, sample_seed, population)
     wiki = open_wiki(corpus_name, corpus_spec, corpus_path, index_path)
     config = agent_config(agent)
@@ -202,13 +189,14 @@ def evaluate_model(
              model.backend, prompt_kind, len(tasks), split)
     started = time.perf_counter()
     try:
-        episodes = run_model(model, tasks, wiki, prefix, config)
+        # The instruction prompt is the training format, whose question the article strips.
+        episodes = run_model(model, tasks, wiki, prefix, config, strip_question=prompt_kind == "instruction")
     finally:
         wiki.close()
     table = write_episodes(
         episodes, out_path, step="evaluate", model_name=model.name, backend_name=model.backend, config=config,
         prompt_kind=prompt_kind, prefix=prefix, wiki=wiki,
-        inputs=wiki_inputs(split_path, corpus_path, index_path, prompt_path),
+        inputs=wiki_inputs(split_path, corpus_path, index_path, prompt_files),
         model_location=model.location, provenance_config=provenance_config,
         extra={"model": model.name, "model_location": model.location},
     )

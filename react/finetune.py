@@ -12,8 +12,9 @@ benchmarks the result. This module does the same with today's APIs:
   :func:`react.trajectory.model_written_spans`). The mask goes to trl as the
   ``assistant_masks`` column: trl's dataset preparation turns it into ``labels`` with
   -100 wherever the mask is 0 (``SFTTrainer._prepare_dataset``, ``build_labels``), so
-  instruction, question and observations carry no loss. The article trains on the whole
-  text; ``mask_observations: false`` does that.
+  instruction, question and observations carry no loss (``mask_observations: true``, the
+  ``cpu`` preset). The article trains on every token of the text
+  (``SFTTrainer(dataset_text_field='text')``): ``mask_observations: false``, the ``paper`` preset.
 * :func:`finetune` trains and writes the checkpoints, a per-step loss table (Parquet,
   with provenance) and a loss-curve PNG.
 * :func:`checkpoint_losses` / :func:`pick_checkpoint` score the kept checkpoints and
@@ -108,7 +109,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "bnb_4bit_quant_type": "nf4",
         "bnb_4bit_compute_dtype": "float16",  # on a CPU float32 is used instead
         "bnb_4bit_use_double_quant": False,
-        "mask_observations": True,
+        # The article's SFTTrainer(dataset_text_field="text") puts the loss on every token of the text.
+        "mask_observations": False,
         "seed": 0,
     },
     # A run that fits a laptop CPU: the same LoRA shape, short sequences, few steps.
@@ -141,6 +143,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "bnb_4bit_quant_type": "nf4",
         "bnb_4bit_compute_dtype": "float32",
         "bnb_4bit_use_double_quant": False,
+        # The loss on what the model writes (thoughts, actions, the stop marker) only: the
+        # observations are the environment's, not behaviour to imitate. `false` is the article's.
         "mask_observations": True,
         "seed": 0,
     },

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from react.agent import AgentConfig, Task
-from react.evaluation import ModelRef, load_tasks, read_prefix, run_model, wiki_inputs, write_episodes
+from react.evaluation import ModelRef, load_tasks, run_model, wiki_inputs, write_episodes
 from react.io import read_parquet
 from react.oracle import ORACLE_LABEL, ORACLE_MODEL, oracle_episode
 from react.schemas import SPLIT_SCHEMA
@@ -44,7 +44,8 @@ def generate_shard(
     corpus_spec: dict[str, Any],
     corpus_path: str | Path | None,
     index_path: str | Path | None,
-    prompt_path: str | Path,
+    prefix: str,
+    prompt_files: list[str | Path],
     agent: AgentConfig,
     shard: int,
     n_shards: int,
@@ -52,7 +53,6 @@ def generate_shard(
     provenance_config: dict[str, Any],
 ) -> pa.Table:
     """Write one shard of teacher episodes (EPISODE_SCHEMA) atomically."""
-    prefix = read_prefix(prompt_path, "few-shot")
     questions = load_tasks(split_path, spec["split"], spec["n_questions"], spec["seed"], spec["population"])
     tasks = shard_tasks(questions, spec["samples"], shard, n_shards)
     wiki = open_wiki(corpus_name, corpus_spec, corpus_path, index_path)
@@ -62,7 +62,8 @@ def generate_shard(
     try:
         if model is None:
             rows_by_id = {r["id"]: r for r in read_parquet(split_path, SPLIT_SCHEMA).to_pylist()}
-            episodes = [oracle_episode(t, rows_by_id[t.id], wiki.new_env(), prefix, agent.seed) for t in tasks]
+            episodes = [oracle_episode(t, rows_by_id[t.id], wiki.new_env(agent.protocol), prefix, agent)
+                        for t in tasks]
             model_name, backend_name = ORACLE_MODEL, ORACLE_MODEL
         else:
             episodes = run_model(model, tasks, wiki, prefix, agent)
@@ -72,7 +73,7 @@ def generate_shard(
     table = write_episodes(
         episodes, out_path, step="generate", model_name=model_name, backend_name=backend_name, config=agent,
         prompt_kind="few-shot", prefix=prefix, wiki=wiki,
-        inputs=wiki_inputs(split_path, corpus_path, index_path, prompt_path),
+        inputs=wiki_inputs(split_path, corpus_path, index_path, prompt_files),
         model_location=model.location if model else None, provenance_config=provenance_config,
         extra={"teacher": teacher, "teacher_label": ORACLE_LABEL if model is None else model.name,
                "shard": shard, "n_shards": n_shards},

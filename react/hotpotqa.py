@@ -8,23 +8,19 @@ changes the benchmark.
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
 import logging
 import random
-import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from react import __version__
+import react.download
 from react.config import bundled_file
-from react.io import DataFileError, atomic_path, iter_jsonl, sha256_file, write_parquet
+from react.io import DataFileError, iter_jsonl, sha256_file, write_parquet
 from react.schemas import SPLIT_SCHEMA
 
 # The official distractor files. The hashes are as published by a third-party
@@ -46,8 +42,8 @@ OFFICIAL_FILES: dict[str, dict[str, Any]] = {
 # Number of questions in each official split: the range the ReAct protocol shuffles.
 POPULATION: dict[str, int] = {split: f["population"] for split, f in OFFICIAL_FILES.items()}
 
-DOWNLOAD_TIMEOUT_S = 60
-USER_AGENT = f"react-bench/{__version__} (python-urllib)"
+DOWNLOAD_TIMEOUT_S = react.download.DOWNLOAD_TIMEOUT_S
+USER_AGENT = react.download.USER_AGENT
 
 Row = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -233,33 +229,8 @@ def load_official_json(path: str | Path) -> list[Row]:
 
 def download(url: str, dest: str | Path, sha256: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
     """Download ``url`` to ``dest`` atomically and check its sha256; a no-op if ``dest`` is already right."""
-    dest = Path(dest)
-    if dest.exists() and sha256_file(dest) == sha256:
-        return dest
-    from tqdm import tqdm
-
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    digest = hashlib.sha256()
-    with atomic_path(dest) as tmp:  # removes the temporary file on any error below
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
-                size = response.headers.get("Content-Length")
-                with tqdm(
-                    total=int(size) if size else None,
-                    unit="B",
-                    unit_scale=True,
-                    desc=dest.name,
-                    disable=not sys.stderr.isatty(),
-                ) as bar:
-                    while block := response.read(1 << 20):
-                        out.write(block)
-                        digest.update(block)
-                        bar.update(len(block))
-        except (OSError, http.client.HTTPException) as exc:  # URLError and timeouts are OSErrors
-            raise DataFileError(f"{url}: download failed ({exc})") from exc
-        if digest.hexdigest() != sha256:
-            raise DataFileError(f"{url}: sha256 mismatch: expected {sha256}, got {digest.hexdigest()}")
-    return dest
+    react.download.download(url, dest, {"sha256": sha256}, timeout=timeout)
+    return Path(dest)
 
 
 def _dataset_id(name: str, config: str | None, split: str) -> str:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from react.schemas import validate_table
 
 PROVENANCE_KEY = b"react.provenance"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class DataFileError(ValueError):
@@ -121,9 +122,13 @@ def read_text(path: str | Path) -> str:
 
 
 def read_provenance(path: str | Path) -> dict[str, Any]:
-    """The provenance dictionary stored by :func:`write_parquet` (empty if none)."""
+    """The provenance dictionary stored by :func:`write_parquet` (empty if none).
+
+    Read from the file footer's key-value metadata, which holds the schema's metadata and
+    what a streaming writer adds once it is done (``ParquetWriter.add_key_value_metadata``).
+    """
     try:
-        metadata = pq.read_schema(path).metadata or {}
+        metadata = pq.read_metadata(path).metadata or {}
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataFileError(f"{path}: not a readable Parquet file ({exc})") from exc
     raw = metadata.get(PROVENANCE_KEY)
@@ -162,3 +167,12 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield line_no, obj
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise DataFileError(f"{path}: corrupt or truncated gzip file ({exc})") from exc
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Relative paths: the working directory first, then the project folder."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path
+    in_project = PROJECT_DIR / path
+    return in_project if in_project.exists() else path

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from react.agent import Episode, Task, close_unfinished, hash_seed, question_prompt, take_step
-from react.wiki import N_SEARCH_SENTENCES, WikiEnv
+from react.agent import AgentConfig, Episode, Task, close_unfinished, hash_seed, question_prompt, take_step
+from react.protocol import N_SEARCH_SENTENCES, paragraph_text
+from react.wiki import WikiEnv
 
 ORACLE_MODEL = "oracle"
 ORACLE_LABEL = "oracle (gold supporting facts, model-free)"
@@ -55,34 +56,63 @@ def _opening_thought(titles: list[str], question_type: str | None) -> str:
     return f"I need to search {titles[0]}, then find what the question asks about it."
 
 
-def oracle_episode(task: Task, row: dict[str, Any], env: WikiEnv, prefix: str, seed: int = 0) -> Episode:
-    """Play the gold path for one split row (SPLIT_SCHEMA) through ``env``."""
+def sentence_position(raw: list[str], sent_id: int, protocol: str) -> int:
+    """Where raw sentence ``sent_id`` of a page starts among the sentences the environment shows.
+
+    lenient: HotPotQA's sentences, empty ones dropped. react: the paragraph re-split at
+    ``". "``, so a raw sentence can be several, or share one with its predecessor.
+    """
+    if protocol == "lenient":
+        return sum(1 for s in raw[:sent_id] if s and s.strip())
+    text = paragraph_text(raw[: sent_id + 1])
+    start = len(paragraph_text(raw[:sent_id]))
+    start += len(text[start:]) - len(text[start:].lstrip())  # the fact's first visible character
+    # page_sentences' pieces with their end offsets: the fact starts in the first piece ending after it.
+    position, offset = 0, 0
+    for line in text.split("\n"):
+        lead = len(line) - len(line.lstrip())
+        piece_start = offset + lead
+        for piece in line.strip().split(". "):
+            piece_end = piece_start + len(piece)
+            if piece.strip():
+                if piece_end > start:
+                    return position
+                position += 1
+            piece_start = piece_end + 2
+        offset += len(line) + 1
+    return position
+
+
+def oracle_episode(task: Task, row: dict[str, Any], env: WikiEnv, prefix: str,
+                   agent: AgentConfig | None = None) -> Episode:
+    """Play the gold path for one split row (SPLIT_SCHEMA) through ``env`` (built for ``agent.protocol``)."""
+    agent = agent or AgentConfig()
     env.reset()
     episode = Episode(task, env, question_prompt(prefix, task.question), len(prefix),
-                      seed=hash_seed(task.id, task.sample, seed))
+                      seed=hash_seed(task.id, task.sample, agent.seed))
     titles = gold_titles(row["supporting_facts"])
     facts = row["supporting_facts"] or []
     step = 0
     for k, title in enumerate(titles):
         step += 1
         thought = _opening_thought(titles, row.get("type")) if k == 0 else f"I need to search {title} next."
-        take_step(episode, step, thought, f"Search[{title}]")
+        take_step(episode, step, thought, f"Search[{title}]", agent.protocol)
         raw = env.corpus.page(title)
-        hidden = sorted({f["sent_id"] for f in facts
-                         if f["title"] == title and f["sent_id"] is not None and f["sent_id"] >= N_SEARCH_SENTENCES})
-        for sent_id in hidden:
+        facts_here = sorted({f["sent_id"] for f in facts if f["title"] == title and f["sent_id"] is not None})
+        for sent_id in facts_here:
             if raw is None or sent_id >= len(raw) or not raw[sent_id].strip():
                 continue
-            # The environment shows stripped, non-empty sentences: find the target's place among them.
-            target = sum(1 for s in raw[:sent_id] if s and s.strip())
-            keyword = lookup_keyword(env.page, target, task.answer)
+            target = sentence_position(raw, sent_id, agent.protocol)
+            if target < N_SEARCH_SENTENCES or target >= len(env.sentences or ()):
+                continue  # the search showed it already
+            keyword = lookup_keyword(env.sentences, target, task.answer)
             if keyword is None:
                 continue
             step += 1
             take_step(episode, step, f"The paragraph does not say it yet, maybe I can look up {keyword}.",
-                      f"Lookup[{keyword}]")
+                      f"Lookup[{keyword}]", agent.protocol)
     step += 1
-    take_step(episode, step, f"So the answer is {task.answer}.", f"Finish[{task.answer}]")
+    take_step(episode, step, f"So the answer is {task.answer}.", f"Finish[{task.answer}]", agent.protocol)
     if not episode.done:  # cannot happen with a Finish action; kept as a guard
         close_unfinished(episode, "error")
     return episode

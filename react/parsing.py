@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from react.protocol import Action
+
 ACTION_TYPES = ("search", "lookup", "finish")
 # `Name[argument]` filling the whole (stripped) action; the argument may hold
 # brackets itself (`Search[Foo [bar]]` searches "Foo [bar]"), as in ReAct's
@@ -16,18 +18,12 @@ ACTION_TYPES = ("search", "lookup", "finish")
 _ACTION_RE = re.compile(r"^(\w+)\[(.*)\]$", re.DOTALL)
 
 
-@dataclass(frozen=True)
-class Action:
-    type: str  # search | lookup | finish | invalid
-    argument: str
-    reason: str  # ok | empty_action | invalid_action
-
-
 def parse_action(text: str) -> Action:
-    """Parse `Search[x]`, `Lookup[x]` or `Finish[x]`; anything else is an invalid action.
+    """Parse `Search[x]`, `Lookup[x]` or `Finish[x]` leniently; anything else is an invalid action.
 
-    Action names match case-insensitively (ReAct lowercases only the first letter
-    and so accepts `Search` and `search`; we also accept `SEARCH`).
+    Action names match case-insensitively after ``strip()``. This is the ``lenient``
+    protocol's matching, and what trajectory files are checked with; the ``react``
+    protocol's environment matches as ReAct does (:func:`react.protocol.parse_react_action`).
     """
     text = text.strip()
     if not text:

@@ -40,6 +40,7 @@ REASON_COLOURS = {
     "step_limit": "#f0a030",
     "parse_error": "#d43d3d",
     "context_limit": "#8e5bb5",
+    "crashed": "#b5651d",
     "error": "#7f7f7f",
 }
 REASON_LABELS = {
@@ -47,6 +48,7 @@ REASON_LABELS = {
     "step_limit": "step limit reached",
     "parse_error": "parse error (no well-formed action)",
     "context_limit": "context limit (prompt outgrew the model)",
+    "crashed": "crashed (ReAct's loop would raise; wrong)",
     "error": "error (engine refused the prompt)",
 }
 FINETUNED_HATCH = "///"

@@ -51,7 +51,7 @@ STEP_TYPE = pa.struct(
         ("argument", pa.string()),
         ("observation", pa.string()),
         # ok | no_action_line (the second call wrote the action) | empty_action |
-        # invalid_action | forced_finish | context_limit
+        # invalid_action | context_limit | crashed (the original loop would have raised)
         ("status", pa.string()),
     ]
 )
@@ -68,7 +68,7 @@ EPISODE_SCHEMA = pa.schema(
         pa.field("prediction", pa.string()),
         pa.field("em", pa.bool_(), nullable=False),
         pa.field("f1", pa.float64(), nullable=False),
-        # finished | step_limit | parse_error | context_limit | error
+        # finished | step_limit | parse_error | context_limit | crashed | error
         pa.field("finish_reason", pa.string(), nullable=False),
         pa.field("n_steps", pa.int32(), nullable=False),
         pa.field("n_invalid_actions", pa.int32(), nullable=False),
@@ -87,6 +87,8 @@ EPISODE_SCHEMA = pa.schema(
         pa.field("seed", pa.int64(), nullable=False),
         # few-shot (the ReAct prompt) | instruction (the training format); null for imports
         pa.field("prompt", pa.string()),
+        # react (ReAct's code, character for character) | lenient; null for imports (react.protocol)
+        pa.field("protocol", pa.string()),
         pa.field("prompt_sha256", pa.string(), nullable=False),
         pa.field("corpus_sha256", pa.string(), nullable=False),
         # This episode's share of the batched calls it took part in plus its
@@ -95,11 +97,11 @@ EPISODE_SCHEMA = pa.schema(
     ]
 )
 
-FINISH_REASONS = ("finished", "step_limit", "parse_error", "context_limit", "error")
+FINISH_REASONS = ("finished", "step_limit", "parse_error", "context_limit", "crashed", "error")
 
 # Bumped whenever a schema changes: the rules that write a file pass its version as
 # a parameter, so Snakemake reruns exactly those jobs instead of failing on old files.
-SCHEMA_VERSIONS = {"split": 1, "corpus": 1, "episode": 2}
+SCHEMA_VERSIONS = {"split": 1, "corpus": 1, "episode": 3}
 
 
 class SchemaError(ValueError):

@@ -1,30 +1,19 @@
 """An offline Wikipedia for ReAct: a paragraph corpus, a BM25 index and ``WikiEnv``.
 
-``WikiEnv`` reproduces the behaviour of ysymyth/ReAct's ``wikienv.py`` (Search,
-Lookup, Finish, their observation strings and the lookup cursor) over the
-paragraphs that HotPotQA ships in its ``context`` fields instead of live
-Wikipedia. Where the offline environment differs from the online one:
+``WikiEnv`` is ReAct's environment (react.environment) over a corpus of
+(title, sentences) pages: HotPotQA's context paragraphs, or the 2017 abstracts and
+other corpora (react.corpus_sources). With the ``react`` protocol a page's
+sentences are joined into its paragraph and split as the online ``WikiEnv``
+splits a page, so a Search observes what ReAct shows of a page whose text is that
+paragraph. What still differs from the live site (docs: "What is comparable"):
 
-* Pages are the HotPotQA paragraphs (usually the article's first paragraph),
-  not whole articles, so Lookup only sees that paragraph.
-* Sentences are HotPotQA's own segmentation (each stripped; empty ones dropped),
-  not the online ``page.split("\\n")`` then ``split(". ")`` re-splitting with a
-  ``"."`` appended. A search shows the first 5 of them joined with a space; the
-  online observation can hold a newline where a paragraph ended.
+* Pages are one paragraph (the abstract), not whole articles: Lookup sees only it.
 * Search matches titles exactly after :func:`normalize_title` (NFKC, casefold,
-  whitespace collapsed); Wikipedia also follows redirects and does its own fuzzy
-  matching, so a search online can land on a page where ours lists similar ones.
-* There are no "may refer to" disambiguation pages: online, such a page makes
-  ReAct retry ``[entity]`` and report ``Could not find [entity]``; offline every
-  miss reports ``Could not find [entity]`` (the brackets of the prompt's Adam
-  Clayton Powell example) with the similar titles.
+  whitespace collapsed); Wikipedia also follows redirects, does its own fuzzy
+  matching and has disambiguation pages (ReAct retries those as ``[entity]``).
 * "Similar" titles are the top-5 BM25 hits (bm25s, English stopwords, Snowball
   stemmer, over title + paragraph text, ties broken by title) instead of
   Wikipedia's search ranking; a query with no indexed token lists none (``[]``).
-* ``Finish`` observes ``Episode finished.`` (online: ``Episode finished, reward =
-  ...``), and observations never end with a newline (online ``No more results.\\n``).
-* A page whose sentences are all empty observes ``(This page is empty.)`` so
-  that an observation is never empty.
 
 The index is built for Wikipedia scale (``benchmarks/search_scale.py``: 5 million
 synthetic paragraphs shaped like this corpus; results in ``benchmarks/results/``).
@@ -64,19 +53,20 @@ import os
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import bm25s
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import Stemmer
 
+from react.environment import Found, Missed, ReActEnv
 from react.io import DataFileError, atomic_dir, read_parquet, sha256_file, write_parquet
-from react.parsing import Action, parse_action
+from react.protocol import N_SIMILAR, miss_observation, page_sentences, paragraph_text
 from react.schemas import CORPUS_SCHEMA, SPLIT_SCHEMA, validate_table
 
 INDEX_META = "react_corpus.json"  # next to bm25s's own files in the index dir
@@ -87,9 +77,6 @@ KEY_OFFSETS_FILE = "title_keys.offsets.npy"
 KEY_ROWS_FILE = "title_keys.rows.npy"
 BATCH_ROWS = 20_000  # corpus rows per streamed batch while indexing
 PROGRESS_ROWS = 500_000
-N_SEARCH_SENTENCES = 5  # ReAct's _get_page_obs shows the first 5 sentences
-N_SIMILAR = 5  # ReAct shows result_titles[:5]
-EMPTY_PAGE = "(This page is empty.)"
 log = logging.getLogger(__name__)
 
 
@@ -379,14 +366,15 @@ class _BM25:
         vocab = self.vocab
         return [vocab[t] for t in stems if t in vocab]
 
-    def top(self, terms: list[int], k: int) -> np.ndarray:
+    def top(self, terms: list[int], k: int, distinct: Callable[[int], Any] | None = None) -> np.ndarray:
         """Rows of the ``k`` best scores above 0, best first, ties by row.
 
         The same float32 sums as ``bm25s.BM25.get_scores`` (each term's column added in query
         order), but only over the documents that hold a query term, and without sorting all
         of them: the k-th best score is found with a partition, then only the scores at least
         as good are sorted. An accumulator over all documents is kept between queries and
-        cleared where it was written.
+        cleared where it was written. With ``distinct``, rows whose ``distinct(row)`` an
+        earlier (better) row had are passed over: the k best rows of k different values.
         """
         indptr, indices, data = self.indptr, self.indices, self.data
         with self._lock:
@@ -410,6 +398,25 @@ class _BM25:
                 acc.fill(0)  # cheaper than scattering zeros
             else:
                 acc[rows] = 0
+        if distinct is None:
+            return self._best(rows, scores, k)
+        m = k
+        while True:  # the best m rows are a prefix of the best 4m: widen until k values are found
+            best = self._best(rows, scores, m)
+            kept, seen = [], set()
+            for row in best.tolist():
+                value = distinct(row)
+                if value not in seen:
+                    seen.add(value)
+                    kept.append(row)
+                    if len(kept) == k:
+                        return np.array(kept, dtype=best.dtype)
+            if len(best) < m:
+                return np.array(kept, dtype=best.dtype)
+            m *= 4
+
+    @staticmethod
+    def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         if len(scores) > k:
             kth = np.partition(scores, len(scores) - k)[len(scores) - k]
             best = scores >= kth
@@ -433,7 +440,8 @@ class _TitleKeys:
     """normalize_title(title) -> row: the keys sorted as UTF-8 bytes, binary-searched.
 
     When two titles share a key the first in sorted title order wins, whatever the
-    file's row order. Stored as one UTF-8 blob with offsets and rows, memory-mapped.
+    file's row order; rows with the same title (several passages of one page) serve
+    the first in file order. Stored as one UTF-8 blob with offsets and rows, memory-mapped.
     """
 
     def __init__(self, blob: bytes | mmap.mmap, offsets: np.ndarray, rows: np.ndarray):
@@ -445,24 +453,36 @@ class _TitleKeys:
         return normalize_title(title).encode("utf-8", "surrogatepass")
 
     @classmethod
-    def build(cls, keys: list[bytes], titles: list[str] | None = None) -> _TitleKeys:
-        """From every row's key; ``titles`` orders rows sharing a key when the rows are not sorted by title."""
-        if titles is None:  # rows sorted by title (as build_corpus writes them): a stable sort keeps title order
-            order = np.argsort(np.array(keys, dtype=object), kind="stable").tolist()
-        else:
-            order = sorted(range(len(keys)), key=lambda i: (keys[i], titles[i]))
-        blobs: list[bytes] = []
-        rows: list[int] = []
-        previous = None
-        for i in order:
-            if keys[i] != previous:
-                previous = keys[i]
-                blobs.append(previous)
-                rows.append(i)
-        del order
-        offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)), out=offsets[1:])
-        return cls(b"".join(blobs), offsets, np.array(rows, dtype=np.int64))
+    def build(cls, keys: list[bytes] | pa.Array | pa.ChunkedArray,
+              titles: list[str] | pa.Array | pa.ChunkedArray | None = None) -> _TitleKeys:
+        """From every row's key; ``titles`` orders rows sharing a key when the rows are not sorted by title.
+
+        Arrow sorts (stably, bytewise: the order of Python's ``bytes`` and, for valid
+        UTF-8, of ``str``), so no Python object is made per row at millions of rows.
+        """
+        if isinstance(keys, list):
+            keys = pa.array(keys, pa.large_binary())
+        elif isinstance(keys, pa.ChunkedArray):
+            keys = keys.combine_chunks()
+        keys = keys.cast(pa.large_binary())
+        columns, sort_keys = {"key": keys}, [("key", "ascending")]
+        if titles is not None:  # a stable sort by (key, title): equal titles keep their file order
+            columns["title"] = pa.array(titles, pa.string()) if isinstance(titles, list) else titles
+            sort_keys.append(("title", "ascending"))
+        order = pc.sort_indices(pa.table(columns), sort_keys=sort_keys)
+        ordered = keys.take(order)
+        n = len(ordered)
+        first = np.ones(n, dtype=bool)
+        if n > 1:
+            first[1:] = pc.not_equal(ordered.slice(1), ordered.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        if not n:
+            return cls(b"", np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        unique = ordered.filter(pa.array(first))
+        rows = order.to_numpy(zero_copy_only=False)[first].astype(np.int64)
+        _, offsets_buffer, data = unique.buffers()
+        offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[unique.offset:unique.offset + len(unique) + 1]
+        blob = data.to_pybytes()[offsets[0]:offsets[-1]] if data is not None else b""
+        return cls(blob, offsets - offsets[0], rows)
 
     @classmethod
     def of_titles(cls, titles: list[str]) -> _TitleKeys:
@@ -509,7 +529,8 @@ def build_index(corpus_parquet: str | Path, index_dir: str | Path) -> None:
     corpus_parquet = Path(corpus_parquet)
     file_sha256 = sha256_file(corpus_parquet) if corpus_parquet.exists() else None
     digest = hashlib.sha256()
-    keys: list[bytes] = []
+    keys: list[pa.Array] = []  # a batch's keys each: no Python object per row is kept
+    n_docs = 0
     in_order, last_title = True, None
     with atomic_dir(index_dir) as tmp:
         spill = tmp / "postings.tmp"
@@ -522,23 +543,25 @@ def build_index(corpus_parquet: str | Path, index_dir: str | Path) -> None:
                 titles, sentences = batch.column(0).to_pylist(), batch.column(1).to_pylist()
                 _hash_rows(digest, titles, sentences)
                 builder.add(_document_texts(titles, sentences))
-                keys += map(_TitleKeys.key, titles)
+                keys.append(pa.array(map(_TitleKeys.key, titles), pa.large_binary(), size=len(titles)))
+                n_docs += len(titles)
                 if titles:
                     in_order = in_order and (last_title is None or last_title <= titles[0]) and all(
                         a <= b for a, b in itertools.pairwise(titles))
                     last_title = titles[-1]
-                if len(keys) // PROGRESS_ROWS != (len(keys) - len(titles)) // PROGRESS_ROWS:
-                    log.info("read %d titles", len(keys))
-        n_docs = len(keys)
-        # Rows not sorted by title (not build_corpus's output): titles order the rows that share a key.
-        titles = None if in_order else pq.read_table(corpus_parquet, columns=["title"]).column(0).to_pylist()
-        _TitleKeys.build(keys, titles).save(tmp)
-        del keys, titles
+                if n_docs // PROGRESS_ROWS != (n_docs - len(titles)) // PROGRESS_ROWS:
+                    log.info("read %d titles", n_docs)
+        # Rows not sorted by title (other sources than the splits): titles order the rows that share a key.
+        titles = None if in_order else pq.read_table(corpus_parquet, columns=["title"]).column(0)
+        title_keys = _TitleKeys.build(pa.chunked_array(keys, pa.large_binary()), titles)
+        title_keys.save(tmp)
+        n_keys = len(title_keys._rows)
+        del keys, titles, title_keys
         log.info("title keys written; placing %d postings", builder.n_postings)
         bm25 = builder.finish(tmp)
         spill.rmdir()
         meta = {"format": INDEX_FORMAT, "corpus_sha256": digest.hexdigest(), "corpus_file_sha256": file_sha256,
-                "n_docs": n_docs, "n_tokens": builder.n_tokens, "n_terms": len(builder.vocab),
+                "n_docs": n_docs, "n_title_keys": n_keys, "n_tokens": builder.n_tokens, "n_terms": len(builder.vocab),
                 "n_postings": len(bm25.data), "bm25s": bm25s.__version__}
         (tmp / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     log.info("index of %d titles (%d terms, %d postings) -> %s", n_docs, meta["n_terms"], meta["n_postings"],
@@ -646,70 +669,35 @@ class Corpus:
         return None if row is None else self._sentences[row].as_py()
 
     def similar(self, query: str, k: int = N_SIMILAR) -> list[str]:
-        """Titles of the ``k`` best BM25 matches (score > 0), ties broken by title order."""
+        """Titles of the ``k`` best BM25 matches (score > 0), ties broken by row order.
+
+        A title with several rows (passages) is listed once, at its best row: Wikipedia's
+        search lists pages. With unique titles these are simply the k best rows.
+        """
         terms = self._bm25.term_ids(query)
         if not terms or k <= 0:
             return []
-        return [self.title(row) for row in self._bm25.top(terms, k).tolist()]
+        return [self.title(row) for row in self._bm25.top(terms, k, distinct=self.title).tolist()]
 
 
 # --------------------------------------------------------------------------- environment
 
 
-@dataclass(frozen=True)
-class StepResult:
-    observation: str
-    done: bool
-    action: Action
-    answer: str | None
+class WikiEnv(ReActEnv):
+    """ReAct's WikiEnv over a :class:`Corpus`: a title is found by its normalised form, or BM25 lists similar ones."""
 
-
-class WikiEnv:
-    """ReAct's WikiEnv over a :class:`Corpus`: Search, Lookup and Finish; never raises on a string."""
-
-    def __init__(self, corpus: Corpus):
+    def __init__(self, corpus: Corpus, protocol: str = "react"):
         self.corpus = corpus
-        self.reset()
+        super().__init__(protocol)
 
-    def reset(self) -> None:
-        self.page: list[str] | None = None  # sentences of the current page, stripped
-        self.answer: str | None = None
-        self._final: str | None = None  # observation repeated once the episode is done
-        self._lookup_keyword: str | None = None
-        self._lookup_hits: list[str] = []
-        self._lookup_cnt = 0
-
-    def step(self, action_text: str) -> StepResult:
-        action = parse_action(action_text)
-        if self._final is not None:
-            return StepResult(self._final, True, action, self.answer)
-        if action.type == "search":
-            observation = self._search(action.argument)
-        elif action.type == "lookup":
-            observation = self._lookup(action.argument)
-        elif action.type == "finish":
-            self.answer = action.argument
-            self._final = observation = "Episode finished."
-            return StepResult(observation, True, action, self.answer)
-        else:
-            observation = f"Invalid action: {action_text.strip()}".rstrip()
-        return StepResult(observation, False, action, None)
-
-    def _search(self, entity: str) -> str:
-        sentences = self.corpus.page(entity)
-        if sentences is None:  # the current page stays, as online
-            return f"Could not find [{entity}]. Similar: {self.corpus.similar(entity)}."
-        self.page = [s.strip() for s in sentences if s and s.strip()]
-        self._lookup_keyword, self._lookup_hits, self._lookup_cnt = None, [], 0
-        return " ".join(self.page[:N_SEARCH_SENTENCES]) or EMPTY_PAGE
-
-    def _lookup(self, keyword: str) -> str:
-        if keyword != self._lookup_keyword:  # a new keyword restarts the walk
-            self._lookup_keyword = keyword
-            # As online, the empty keyword is "in" every sentence.
-            self._lookup_hits = [s for s in self.page or () if keyword.lower() in s.lower()]
-            self._lookup_cnt = 0
-        if self._lookup_cnt >= len(self._lookup_hits):
-            return "No more results."
-        self._lookup_cnt += 1
-        return f"(Result {self._lookup_cnt} / {len(self._lookup_hits)}) {self._lookup_hits[self._lookup_cnt - 1]}"
+    def find(self, entity: str) -> Found | Missed:
+        raw = self.corpus.page(entity)
+        if raw is None:
+            similar = self.corpus.similar(entity)
+            if self.protocol == "lenient":
+                return Missed(f"Could not find [{entity}]. Similar: {similar}.")
+            return Missed(miss_observation(entity, similar))
+        if self.protocol == "lenient":  # HotPotQA's own segmentation
+            return Found([s.strip() for s in raw if s and s.strip()])
+        # ReAct's: the page text the online environment would split (one paragraph: the abstract).
+        return Found(page_sentences(paragraph_text(raw)))

@@ -20,20 +20,19 @@ the HTML with BeautifulSoup's ``html.parser``:
   (case-insensitively) with the ``(Result i / n)`` cursor; a new keyword or a new
   page restarts the walk; past the end it observes ``No more results.``.
 
+Observations, action matching and endings follow the episode's protocol
+(react.protocol, react.environment); with ``react`` they are the original's.
 Where this module deliberately differs from the original:
 
-* The ``may refer to:`` retry happens once. The original recursed with
-  ``[[entity]]``, ``[[[entity]]]``, ... for as long as the answer was a
-  disambiguation page; here a second disambiguation page is shown as a page.
-* ``clean_str`` (``unicode-escape`` then latin-1 round trip) raised on text with a
-  malformed backslash escape (``C:\\Users``) or a character it cannot round-trip;
-  such text is kept unchanged instead of crashing the episode.
-* ``Finish`` observes ``Episode finished.`` (online ``Episode finished, reward =
-  0\\n``), observations never end with a newline (online ``No more results.\\n``),
-  and a page without sentences observes ``(This page is empty.)``, all as the
-  offline environment does. Actions are parsed by :func:`react.parsing.parse_action`
-  (case-insensitive names); ``think[...]`` is an invalid action (online: ``Nice
-  thought.``; the ReAct agent never sends it).
+* The ``may refer to:`` retry: the original recursed with ``[[entity]]``,
+  ``[[[entity]]]``, ... for as long as the answer was a disambiguation page. With
+  the ``react`` protocol that is followed for up to :data:`MAX_DISAMBIGUATION`
+  levels and then ends the question as the original's RecursionError would (a
+  crash, counted wrong); with ``lenient`` a second disambiguation page is shown.
+* ``clean_str`` (``unicode-escape`` then latin-1 round trip) raises on text with a
+  malformed backslash escape (``C:\\Users``) or a character it cannot round-trip:
+  with ``react`` that ends the question as a crash, as in the original's loop;
+  with ``lenient`` the text is kept unchanged.
 * HTTP statuses are checked (the original parsed whatever came back, 429 and 5xx
   error pages included): see :class:`WikipediaClient`. 414 (URI Too Long, caused by
   an over-long model-written entity) is parsed like a page, as the original would.
@@ -72,11 +71,14 @@ import bs4
 import requests
 from bs4 import BeautifulSoup
 
+from react.environment import Found, Missed, ReActEnv
 from react.io import current_umask
-from react.parsing import parse_action
-from react.wiki import EMPTY_PAGE, N_SEARCH_SENTENCES, N_SIMILAR, StepResult
+from react.protocol import ActionCrash, miss_observation, page_sentences
 
 DEFAULT_BASE_URL = "https://en.wikipedia.org"
+# The original recursed until Python's limit (1000 frames) on repeated disambiguation pages; each
+# level is one request, so we stop far earlier and end the question as that crash would.
+MAX_DISAMBIGUATION = 10
 # Wikimedia's User-Agent policy asks for a descriptive agent with contact details (a URL or an
 # e-mail address): operators should pass their own.
 DEFAULT_USER_AGENT = (
@@ -574,112 +576,70 @@ def _looks_like_html(content_type: str, html: str) -> bool:
 # --------------------------------------------------------------------------- the original's text processing
 
 
-def clean_str(text: str) -> str:
+def clean_str(text: str, strict: bool = False) -> str:
     """The original's ``clean_str``: undo escaped text (``\\\\n``, ``\\\\u00e9``), mojibake-style.
 
-    For text without backslashes it is the identity. Where the original raised
-    (a malformed escape, a character latin-1 cannot hold) the text is kept.
+    For text without backslashes it is the identity. Where the original raised (a
+    malformed escape, a character latin-1 cannot hold): ActionCrash when ``strict``,
+    else the text is kept.
     """
     try:
         return text.encode().decode("unicode-escape").encode("latin1").decode("utf-8")
-    except UnicodeError:
+    except UnicodeError as exc:
+        if strict:
+            raise ActionCrash(f"{type(exc).__name__}: {exc} (ReAct's clean_str)") from exc
         return text
 
 
-def page_text(texts: list[str]) -> str:
+def page_text(texts: list[str], strict: bool = False) -> str:
     """The original's page: texts of more than two space-separated words, cleaned, one per line."""
     page = ""
     for text in texts:
         if len(text.split(" ")) > 2:
-            page += clean_str(text)
+            page += clean_str(text, strict)
             if not text.endswith("\n"):
                 page += "\n"
     return page
 
 
-def page_sentences(page: str) -> list[str]:
-    """The original's sentences: lines, stripped, split at ``". "``, each stripped and given a ``"."``."""
-    sentences: list[str] = []
-    for paragraph in page.split("\n"):
-        if paragraph.strip():
-            sentences += paragraph.strip().split(". ")
-    return [s.strip() + "." for s in sentences if s.strip()]
-
-
-def page_observation(page: str) -> str:
-    return " ".join(page_sentences(page)[:N_SEARCH_SENTENCES]) or EMPTY_PAGE
-
-
 # --------------------------------------------------------------------------- environment
 
 
-class LiveWikiEnv:
-    """ReAct's online WikiEnv over a :class:`WikipediaClient`; the interface of :class:`react.wiki.WikiEnv`.
+class LiveWikiEnv(ReActEnv):
+    """ReAct's online WikiEnv: an entity is found through a :class:`WikipediaClient`.
 
     Never raises on a model-written string; a network failure that outlasts the
     client's retries raises :class:`WikipediaError` (an observation cannot stand
     in for a page we failed to get).
     """
 
-    def __init__(self, client: WikipediaClient):
+    def __init__(self, client: WikipediaClient, protocol: str = "react"):
         self.client = client
-        self.reset()
+        super().__init__(protocol)
 
     def reset(self) -> None:
-        self.page: str | None = None  # the current page's text, one paragraph per line
-        self.answer: str | None = None
+        super().reset()
         self.served: list[ServedPage] = []  # responses this episode observed, in order
-        self._final: str | None = None  # observation repeated once the episode is done
-        self._lookup_keyword: str | None = None
-        self._lookup_hits: list[str] = []
-        self._lookup_cnt = 0
 
     @property
     def sha256(self) -> str:
         """sha256 of the set of responses this episode observed (see :func:`pages_sha256`)."""
         return pages_sha256(self.served)
 
-    def step(self, action_text: str) -> StepResult:
-        action = parse_action(action_text)
-        if self._final is not None:
-            return StepResult(self._final, True, action, self.answer)
-        if action.type == "search":
-            observation = self._search(action.argument)
-        elif action.type == "lookup":
-            observation = self._lookup(action.argument)
-        elif action.type == "finish":
-            self.answer = action.argument
-            self._final = observation = "Episode finished."
-            return StepResult(observation, True, action, self.answer)
-        else:
-            observation = f"Invalid action: {action_text.strip()}".rstrip()
-        return StepResult(observation, False, action, None)
-
     def _fetch_soup(self, entity: str) -> BeautifulSoup:
         response = self.client.search(entity)
         self.served.append(self.client.served[-1])  # the record the client just made of this response
         return BeautifulSoup(response.html, features=PARSER)
 
-    def _search(self, entity: str, retry: bool = True) -> str:
+    def find(self, entity: str, depth: int = 0) -> Found | Missed:
+        strict = self.protocol == "react"
         soup = self._fetch_soup(entity)
         headings = soup.find_all("div", {"class": RESULT_HEADING_CLASS})
         if headings:  # no exact match: the current page stays
-            titles = [clean_str(div.get_text().strip()) for div in headings]
-            return f"Could not find {entity}. Similar: {titles[:N_SIMILAR]}."
+            return Missed(miss_observation(entity, [clean_str(div.get_text().strip(), strict) for div in headings]))
         texts = [el.get_text().strip() for el in soup.find_all("p") + soup.find_all("ul")]
-        if retry and any(DISAMBIGUATION_MARK in t for t in texts):
-            return self._search(f"[{entity}]", retry=False)
-        self.page = page_text(texts)
-        self._lookup_keyword, self._lookup_hits, self._lookup_cnt = None, [], 0
-        return page_observation(self.page)
-
-    def _lookup(self, keyword: str) -> str:
-        if keyword != self._lookup_keyword:  # a new keyword restarts the walk
-            self._lookup_keyword = keyword
-            # As online, the empty keyword is "in" every sentence.
-            self._lookup_hits = [s for s in page_sentences(self.page or "") if keyword.lower() in s.lower()]
-            self._lookup_cnt = 0
-        if self._lookup_cnt >= len(self._lookup_hits):
-            return "No more results."
-        self._lookup_cnt += 1
-        return f"(Result {self._lookup_cnt} / {len(self._lookup_hits)}) {self._lookup_hits[self._lookup_cnt - 1]}"
+        if any(DISAMBIGUATION_MARK in t for t in texts) and (depth == 0 or strict):
+            if depth >= MAX_DISAMBIGUATION:
+                raise ActionCrash(f"RecursionError: {depth} disambiguation pages in a row for {entity!r}")
+            return self.find(f"[{entity}]", depth + 1)
+        return Found(page_sentences(page_text(texts, strict)))

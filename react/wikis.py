@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from react.protocol import DEFAULT_PROTOCOL
 from react.wiki import Corpus, WikiEnv
 
 
 class Wiki(Protocol):
     kind: str  # offline | live
 
-    def new_env(self) -> Any: ...
+    def new_env(self, protocol: str = ...) -> Any: ...
 
     @property
     def sha256(self) -> str: ...
@@ -32,8 +33,8 @@ class OfflineWiki:
     corpus: Corpus
     kind: str = "offline"
 
-    def new_env(self) -> WikiEnv:
-        return WikiEnv(self.corpus)
+    def new_env(self, protocol: str = DEFAULT_PROTOCOL) -> WikiEnv:
+        return WikiEnv(self.corpus, protocol)
 
     @property
     def sha256(self) -> str:
@@ -54,10 +55,10 @@ class LiveWiki:
     def __init__(self, client: Any):
         self.client = client
 
-    def new_env(self) -> Any:
+    def new_env(self, protocol: str = DEFAULT_PROTOCOL) -> Any:
         from react.wiki_live import LiveWikiEnv
 
-        return LiveWikiEnv(self.client)
+        return LiveWikiEnv(self.client, protocol)
 
     @property
     def sha256(self) -> str:

@@ -46,3 +46,9 @@ def logged(snakemake: Any) -> Iterator[None]:
         sys.stdout.flush()
         sys.stderr.flush()
         os.close(console)
+
+
+def input_files(snakemake: Any, name: str) -> list[str]:
+    """A named input as a list: Snakemake hands a one-file list over as a plain string."""
+    value = snakemake.input.get(name, [])
+    return [value] if isinstance(value, str) else list(value)

@@ -4,7 +4,9 @@ import re
 from snakemake.exceptions import WorkflowError
 
 import react.config as react_config
+import react.corpus_sources as corpus_sources
 from react.config import ConfigError, bundled_file, resolve_path, validate_config
+from react.prompts import prompt_files
 from react.schemas import SCHEMA_VERSIONS
 
 try:
@@ -18,7 +20,7 @@ TEACHERS = config["teachers"]
 IMPORTS = config["imports"]
 DATASETS = config["datasets"]
 EVAL = config["evaluation"]
-PROMPT = str(resolve_path(config["prompt"]))
+PROMPT = [str(path) for path in prompt_files(config["prompt"])]
 INSTRUCTION = str(resolve_path(config["instruction"]))
 
 
@@ -29,7 +31,9 @@ def one_of(names):
 
 wildcard_constraints:
     split=one_of(config["data"]),
-    corpus=one_of(name for name, spec in config["corpus"].items() if "splits" in spec),
+    corpus=one_of(name for name, spec in config["corpus"].items() if "live" not in spec),
+    archive=one_of(corpus_sources.url_file_name(spec["url"]) for spec in config["corpus"].values()
+                   if spec.get("source") == "hotpotqa-abstracts" and not spec.get("path")),
     model=one_of([*MODELS, *RUNS]),
     teacher=one_of(TEACHERS),
     run=one_of(RUNS),
@@ -49,11 +53,15 @@ def split_files(wildcards):
     return []
 
 
-def corpus_splits(wildcards):
-    return expand(
-        "results/data/hotpotqa/{split}.parquet",
-        split=config["corpus"][wildcards.corpus]["splits"],
-    )
+def corpus_inputs(wildcards):
+    """What an offline corpus is built from: its splits, its downloaded archive, or its local files."""
+    return corpus_sources.input_files(config["corpus"][wildcards.corpus])
+
+
+def archive_spec(wildcards):
+    """The corpus entry whose URL downloads to results/downloads/{archive}."""
+    return next(spec for spec in config["corpus"].values() if spec.get("source") == "hotpotqa-abstracts"
+                and not spec.get("path") and corpus_sources.url_file_name(spec["url"]) == wildcards.archive)
 
 
 def wiki_files(corpus):

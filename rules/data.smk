@@ -1,4 +1,4 @@
-# HotPotQA splits and the offline Wikipedia built from their context paragraphs.
+# HotPotQA splits and the offline Wikipedias: from the splits' context paragraphs or a corpus source.
 
 
 rule prepare_split:
@@ -20,12 +20,29 @@ rule prepare_split:
         "../scripts/prepare_split.py"
 
 
+# An archive a corpus entry downloads (`url`), checked by its md5/sha256. Run where the
+# workflow is started: cluster nodes often cannot reach the internet.
+rule download_corpus:
+    output:
+        "results/downloads/{archive}",
+    params:
+        spec=archive_spec,
+    localrule: True
+    conda:
+        "../envs/core.yaml"
+    log:
+        "results/logs/download_corpus/{archive}.log",
+    script:
+        "../scripts/download_corpus.py"
+
+
 rule build_corpus:
     input:
-        corpus_splits,
+        corpus_inputs,
     output:
         "results/data/wiki/{corpus}.parquet",
     params:
+        spec=lambda wildcards: config["corpus"][wildcards.corpus],
         schema=SCHEMA_VERSIONS["corpus"],
     threads: job_threads()
     resources:

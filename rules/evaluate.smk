@@ -5,13 +5,15 @@ rule evaluate:
     input:
         unpack(lambda wildcards: wiki_files(EVAL["corpus"])),
         split=f"results/data/hotpotqa/{EVAL['split']}.parquet",
-        prompt=lambda wildcards: PROMPT if model_spec(wildcards.model)["prompt"] == "few-shot" else INSTRUCTION,
+        prompt=lambda wildcards: PROMPT if model_spec(wildcards.model)["prompt"] == "few-shot" else [INSTRUCTION],
         model=model_files,
     output:
         "results/eval/{model}.parquet",
     params:
         location=lambda wildcards: model_location(wildcards.model),
         model=lambda wildcards: model_spec(wildcards.model),
+        prompt=config["prompt"],
+        instruction=INSTRUCTION,
         agent=config["agent"],
         evaluation={k: v for k, v in EVAL.items() if k != "models"},
         corpus=config["corpus"][EVAL["corpus"]],

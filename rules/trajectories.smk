@@ -15,6 +15,7 @@ rule generate_trajectories:
         model=lambda wildcards: model_spec(m) if (m := teacher_model(wildcards)) else None,
         location=lambda wildcards: model_location(m) if (m := teacher_model(wildcards)) else None,
         population=lambda wildcards: config["data"][wildcards.split]["population"],
+        prompt=config["prompt"],
         agent=config["agent"],
         backends=config["backends"],
         schema=SCHEMA_VERSIONS["episode"],

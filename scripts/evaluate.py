@@ -2,12 +2,13 @@
 
 import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
 
-from react.workflow import logged
+from react.workflow import input_files, logged
 
 
 def main(snakemake) -> None:
     # Imported here, not at the top: see the note at the bottom.
     from react.evaluation import ModelRef, evaluate_model
+    from react.prompts import read_prefix
 
     params = snakemake.params
     spec = dict(params.model)
@@ -21,7 +22,8 @@ def main(snakemake) -> None:
         corpus_spec=dict(params.corpus),
         corpus_path=snakemake.input.get("corpus"),
         index_path=snakemake.input.get("index"),
-        prompt_path=snakemake.input.prompt,
+        prefix=read_prefix(spec["prompt"], params.prompt, params.instruction),
+        prompt_files=input_files(snakemake, "prompt"),
         prompt_kind=spec["prompt"],
         agent=params.agent,
         n_questions=params.evaluation["n_questions"],

@@ -2,7 +2,7 @@
 
 import _project  # noqa: F401 - puts the project on sys.path (conda environments lack it)
 
-from react.workflow import logged
+from react.workflow import input_files, logged
 
 
 def main(snakemake) -> None:
@@ -11,6 +11,7 @@ def main(snakemake) -> None:
 
     from react.evaluation import ModelRef, agent_config
     from react.generation import generate_shard
+    from react.prompts import read_prompt
 
     params, wildcards = snakemake.params, snakemake.wildcards
     if wildcards.split != params.spec["split"] or int(wildcards.n) != params.spec["shards"]:
@@ -33,7 +34,8 @@ def main(snakemake) -> None:
         corpus_spec=dict(params.corpus),
         corpus_path=snakemake.input.get("corpus"),
         index_path=snakemake.input.get("index"),
-        prompt_path=snakemake.input.prompt,
+        prefix=read_prompt(params.prompt),
+        prompt_files=input_files(snakemake, "prompt"),
         agent=agent,
         shard=int(wildcards.i) - 1,
         n_shards=int(wildcards.n),

@@ -19,7 +19,9 @@ def project_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def prompt_prefix() -> str:
-    return (PROJECT / "config/prompts/react_hotpotqa.txt").read_text(encoding="utf-8")
+    from react.prompts import REACT_PROMPT, read_prompt
+
+    return read_prompt(REACT_PROMPT)
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ def corpus():
 
 
 def run(tasks, backend, corpus, prefix="PREFIX\n", **config):
-    return run_agent(tasks, backend, lambda: WikiEnv(corpus), prefix, AgentConfig(**config))
+    return run_agent(tasks, backend, lambda protocol: WikiEnv(corpus, protocol), prefix, AgentConfig(**config))
 
 
 def step_of(prompt: str) -> int:
@@ -55,16 +55,16 @@ def test_replays_the_articles_milhouse_example(scripted, corpus):
     [row] = rows_of([episode])
     assert row["em"] and row["f1"] == 1.0 and row["finish_reason"] == "finished"
     assert (row["n_steps"], row["n_calls"], row["n_bad_calls"], row["n_invalid_actions"]) == (3, 3, 0, 0)
-    assert row["steps"][1]["observation"] == (
-        "(Result 1 / 1) Milhouse was named after U.S. president Richard Nixon, whose middle name was Milhous."
-    )
+    # ReAct's sentence split at ". " cuts the sentence after "U.S." (the prompt's example was edited).
+    assert row["steps"][1]["observation"] == "(Result 1 / 1) Milhouse was named after U.S."
     assert row["trajectory"].startswith(
         "Question: Who was Milhouse named after?\n"
         "Thought 1: The question simplifies to who Milhouse is named after.\n"
         "Action 1: Search[Milhouse]\n"
         "Observation 1: Milhouse Mussolini Van Houten is a recurring character"
     )
-    assert row["trajectory"].endswith("Action 3: Finish[Richard Nixon]\nObservation 3: Episode finished.\n")
+    # ReAct's wrapper writes the reward into the last observation; its "\n" stays.
+    assert row["trajectory"].endswith("Action 3: Finish[Richard Nixon]\nObservation 3: Episode finished, reward = 1\n\n")
     # The prompt of step 1 is the prefix, the question and "Thought 1:", as in ReAct.
     assert backend.calls[0] == ["PREFIX\nQuestion: Who was Milhouse named after?\nThought 1:"]
 
@@ -86,8 +86,19 @@ def test_missing_action_line_gets_a_second_call(scripted, corpus):
     assert row["em"]
 
 
-def test_empty_completions_give_invalid_actions_and_a_step_limit(scripted, corpus):
+def test_empty_completions_crash_the_react_loop_and_count_wrong(scripted, corpus):
+    # ReAct's `action[0]` raises on the fallback's empty action; the article's try/except scores it wrong.
     [row] = rows_of(run([MILHOUSE], scripted(lambda p, s: ""), corpus, max_steps=3))
+    assert row["finish_reason"] == "crashed" and "IndexError" in row["error"]
+    assert [s["status"] for s in row["steps"]] == ["crashed"]
+    assert row["prediction"] == "" and not row["em"]
+    assert (row["n_calls"], row["n_bad_calls"]) == (2, 1)
+    assert row["trajectory"] == "Question: Who was Milhouse named after?\n"  # the crashed step is not written
+
+
+def test_empty_completions_give_invalid_actions_and_a_step_limit_when_lenient(scripted, corpus):
+    [row] = rows_of(run([MILHOUSE], scripted(lambda p, s: ""), corpus, max_steps=3, protocol="lenient"),
+                    AgentConfig(protocol="lenient"))
     assert row["finish_reason"] == "parse_error"  # not one well-formed action in 3 steps
     assert [s["status"] for s in row["steps"]] == ["empty_action"] * 3
     assert row["steps"][0]["observation"] == "Invalid action:"
@@ -153,18 +164,23 @@ completions = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(completions, min_size=1, max_size=6))
 def test_any_model_output_yields_valid_rows(scripted, corpus, outputs):
-    it = iter(outputs * 20)
-    rows = rows_of(run([MILHOUSE], scripted(lambda p, s: next(it)), corpus, max_steps=3))
-    assert rows[0]["finish_reason"] in {"finished", "step_limit", "parse_error"}
-    assert all(step["observation"] for step in rows[0]["steps"])
+    for protocol in ("react", "lenient"):
+        it = iter(outputs * 20)
+        config = AgentConfig(max_steps=3, protocol=protocol)
+        rows = rows_of(run([MILHOUSE], scripted(lambda p, s: next(it)), corpus, max_steps=3, protocol=protocol),
+                       config)
+        assert rows[0]["finish_reason"] in {"finished", "step_limit", "parse_error", "crashed"}
+        assert rows[0]["protocol"] == protocol
+        if protocol == "lenient":
+            assert all(step["observation"] for step in rows[0]["steps"])
 
 
 def test_tiny_model_runs_end_to_end_with_transformers(tiny_model, corpus, prompt_prefix):
     backend = TransformersBackend(str(tiny_model), "tiny", batch_size=2)
     config = AgentConfig(max_steps=2, sampling=Sampling(max_new_tokens=16))
     tasks = [MILHOUSE, Task("q2", "Which magazine was started first?", "Arthur's Magazine", "dev")]
-    episodes = run_agent(tasks, backend, lambda: WikiEnv(corpus), prompt_prefix, config)
+    episodes = run_agent(tasks, backend, lambda protocol: WikiEnv(corpus, protocol), prompt_prefix, config)
     rows = rows_of(episodes, config)
     for row in rows:
-        assert row["finish_reason"] in {"finished", "step_limit", "parse_error"}
+        assert row["finish_reason"] in {"finished", "step_limit", "parse_error", "crashed"}
         assert row["n_calls"] >= 1 and row["trajectory"].startswith("Question: ")

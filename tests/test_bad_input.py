@@ -72,7 +72,7 @@ def test_non_utf8_prompt_is_named_before_any_job(project_dir, tiny_model, tmp_pa
     config = tiny_config(tiny_model, prompt=str(prompt))
     result = snakemake(project_dir, tmp_path, config)
     assert result.returncode != 0
-    assert f"config key 'prompt': file {prompt} is not UTF-8 text (byte 0xe9 at offset 3)" in result.stderr
+    assert f"config key 'prompt': {prompt}: not UTF-8 text (byte 0xe9 at offset 3" in result.stderr
     assert not (tmp_path / "results").exists()
     with pytest.raises(DataFileError, match=r"latin1\.txt: not UTF-8 text \(byte 0xe9 at offset 3"):
         read_text(prompt)

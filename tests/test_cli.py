@@ -33,7 +33,7 @@ def write_eval(path, model, answers, scripted):
             return " I search.\nAction 1: Search[Milhouse]"
         return f" So the answer is {by_question[question]}.\nAction 2: Finish[{by_question[question]}]"
 
-    episodes = run_agent(TASKS, scripted(script), lambda: WikiEnv(corpus), "P\n", AgentConfig())
+    episodes = run_agent(TASKS, scripted(script), lambda protocol: WikiEnv(corpus, protocol), "P\n", AgentConfig())
     rows = [episode_row(e, model=model, backend="scripted", config=AgentConfig(), prompt_sha256="p",
                         corpus_sha256="c") for e in episodes]
     write_parquet(pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA), path, {"step": "evaluate"})
@@ -69,7 +69,7 @@ def test_show_prints_one_trajectory_step_by_step(results):
     assert "Question: Who was Milhouse named after?" in out
     assert "Predicted: Richard Nixon   -> RIGHT" in out
     assert "Action 1: Search[Milhouse]" in out
-    assert "Observation 2: Episode finished." in out
+    assert "Observation 2: Episode finished, reward = 1" in out
     assert run("show", "tuned", "--id", "8")[1].count("Question: Is Milhouse a character?") == 1  # by index
 
 

@@ -23,7 +23,8 @@ def check(config, *fragments):
 def test_default_config_is_valid_and_gets_defaults(project_dir):
     config = load_config(project_dir / "config/config.yaml")
     assert config["evaluation"]["n_questions"] == 100
-    assert config["agent"] == {"max_steps": 7, "max_new_tokens": 100, "temperature": 0.0, "top_p": 1.0, "seed": 0}
+    assert config["agent"] == {"max_steps": 7, "max_new_tokens": 100, "temperature": 0.0, "top_p": 1.0, "seed": 0,
+                               "protocol": "react"}
     assert config["models"]["smollm2-135m"]["trust_remote_code"] is False
     assert config["evaluation"]["seed"] == 233
 
@@ -168,6 +169,28 @@ def test_resources_are_checked_by_key(default):
     check(default, "config key 'models.smollm2-135m.resources.runtime'")
 
 
+def test_prompt_recipe_problems_are_named(default, tmp_path):
+    default["prompt"] = {"instruction": "config/prompts/react/instruction.txt",
+                         "examples": "config/prompts/react/prompts_naive.json", "key": "webthink_simple7"}
+    check(default, "config key 'prompt'", "prompts_naive.json: no string under key 'webthink_simple7'",
+          "webthink_simple6")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"a": 1,\n')
+    default["prompt"] = {"instruction": "config/prompts/react/instruction.txt", "examples": str(broken), "key": "a"}
+    check(default, "config key 'prompt'", "broken.json: not valid JSON (line 2")
+    default["prompt"] = {"instruction": "config/prompts/react/instruction.txt", "examples": str(broken)}
+    check(default, "config key 'prompt'")  # examples without a key
+    default["prompt"] = "config/prompts/missing.txt"
+    check(default, "config key 'prompt'", "missing.txt: file not found")
+
+
+def test_protocol_is_react_unless_asked(default):
+    default["agent"]["protocol"] = "lenient"
+    assert validate_config(copy.deepcopy(default))["agent"]["protocol"] == "lenient"
+    default["agent"]["protocol"] = "tolerant"
+    check(default, "config key 'agent.protocol'", "'tolerant' is not one of")
+
+
 def test_readme_configuration_reference_is_generated_from_the_schema(project_dir):
     from react.config_reference import readme_section, reference_markdown
 
@@ -181,14 +204,14 @@ def test_schema_uses_only_json_schema_keywords(project_dir):
     keywords = {"type", "description", "default", "enum", "const", "properties", "additionalProperties",
                 "required", "oneOf", "allOf", "anyOf", "not", "if", "then", "$ref", "items", "minItems",
                 "uniqueItems", "minimum", "maximum", "exclusiveMinimum", "pattern", "propertyNames",
-                "minProperties", "$schema", "title", "$defs"}
+                "minProperties", "$schema", "title", "$defs", "dependentRequired"}
     stray = []
 
     def walk(node, path):
         if isinstance(node, dict):
             for key, value in node.items():
                 parent = path.rsplit("/", 1)[-1]
-                if parent not in ("properties", "$defs", "default") and key not in keywords:
+                if parent not in ("properties", "$defs", "default", "dependentRequired") and key not in keywords:
                     stray.append(f"{path}/{key}")
                 walk(value, f"{path}/{key}")
         elif isinstance(node, list):

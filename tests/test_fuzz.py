@@ -24,7 +24,7 @@ PAGES = {
     "Ünïcödé (band)": ["Ünïcödé is a band.", " It plays ☃ music."],
 }
 REASONS = {"ok", "empty_action", "invalid_action"}
-STEP_STATUSES = {"ok", "no_action_line", "empty_action", "invalid_action", "forced_finish", "context_limit"}
+STEP_STATUSES = {"ok", "no_action_line", "empty_action", "invalid_action", "context_limit", "crashed"}
 
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=200)  # surrogates, controls, emoji
 CONTROL = st.text(st.characters(min_codepoint=0, max_codepoint=31), max_size=20)
@@ -78,12 +78,14 @@ def test_parser_never_raises_and_always_gives_a_reason(text, step):
 @example(["Search[Ünïcödé (band)]", "Lookup[☃]", "Lookup[☃]", "Lookup[]"])
 @example(["Search[\x00]", "Lookup[\udcff]", "Finish[\udcff]"])
 def test_offline_environment_never_raises(corpus, actions):
-    env = WikiEnv(corpus)
-    for text in actions:
-        result = env.step(text)
-        assert isinstance(result.observation, str) and result.observation
-        assert result.action.reason in REASONS
-        assert result.done == (result.answer is not None)
+    for protocol in ("react", "lenient"):
+        env = WikiEnv(corpus, protocol)
+        for text in actions:
+            result = env.step(text)
+            assert isinstance(result.observation, str)
+            assert result.observation or protocol == "react"  # ReAct shows an empty page as ""
+            assert result.action.reason in REASONS
+            assert result.done == (result.answer is not None)
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +108,21 @@ def live_client(tmp_path_factory):
 @example(actions=["Search[\udcff]", "Lookup[x]"])
 @example(actions=["Search[" + "a" * 10000 + "]"])  # a URL too long for the server
 def test_live_environment_never_raises_on_model_text(live_client, actions):
+    """lenient never raises; react raises only ActionCrash, where the original would have crashed."""
+    from react.protocol import ActionCrash
     from react.wiki_live import LiveWikiEnv
 
-    env = LiveWikiEnv(live_client)
-    for text in actions:
-        result = env.step(text)
-        assert isinstance(result.observation, str) and result.observation
-        assert result.action.reason in REASONS
+    for protocol in ("lenient", "react"):
+        env = LiveWikiEnv(live_client, protocol)
+        for text in actions:
+            try:
+                result = env.step(text[0].lower() + text[1:] if protocol == "react" and text else text)
+            except ActionCrash as crash:
+                assert protocol == "react" and "clean_str" in str(crash)
+                continue
+            assert isinstance(result.observation, str)
+            assert result.observation or protocol == "react"
+            assert result.action.reason in REASONS
 
 
 @settings(max_examples=N_AGENT, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -120,15 +130,18 @@ def test_live_environment_never_raises_on_model_text(live_client, actions):
 @example(outputs=["\ud800"])  # a lone surrogate (a server's JSON can carry one): Parquet cannot store it
 @example(outputs=[" x\nAction 1: Search[\udcff]"])
 def test_agent_turns_any_output_into_a_valid_row(corpus, scripted, outputs):
-    it = iter(outputs * 20)
     task = Task("q1", "Who was Milhouse named after?", "Richard Nixon", "dev")
-    [episode] = run_agent([task], scripted(lambda p, s: next(it)), lambda: WikiEnv(corpus), "P\n",
-                          AgentConfig(max_steps=3))
-    row = episode_row(episode, model="m", backend="scripted", config=AgentConfig(max_steps=3),
-                      prompt_sha256="p", corpus_sha256="c")
-    [row] = pa.Table.from_pylist([row], schema=EPISODE_SCHEMA).to_pylist()
-    assert row["finish_reason"] in {"finished", "step_limit", "parse_error"}
-    assert row["steps"] and all(s["observation"] and s["status"] in STEP_STATUSES for s in row["steps"])
+    for protocol in ("react", "lenient"):
+        it = iter(outputs * 20)
+        config = AgentConfig(max_steps=3, protocol=protocol)
+        [episode] = run_agent([task], scripted(lambda p, s: next(it)), lambda protocol: WikiEnv(corpus, protocol),
+                              "P\n", config)
+        row = episode_row(episode, model="m", backend="scripted", config=config, prompt_sha256="p", corpus_sha256="c")
+        [row] = pa.Table.from_pylist([row], schema=EPISODE_SCHEMA).to_pylist()
+        assert row["finish_reason"] in {"finished", "step_limit", "parse_error", "crashed"}
+        assert row["steps"] and all(s["status"] in STEP_STATUSES for s in row["steps"])
+        if protocol == "lenient":
+            assert all(s["observation"] for s in row["steps"])
 
 
 def test_the_fuzzing_adds_up_to_ten_thousand_cases():

@@ -64,12 +64,12 @@ def test_lookup_keyword_prefers_the_answer_and_reaches_the_target():
     assert lookup_keyword(["same", "same"], 1, "same") is None
 
 
-def test_generate_shard_writes_labelled_oracle_episodes(train, tmp_path, project_dir):
+def test_generate_shard_writes_labelled_oracle_episodes(train, tmp_path, project_dir, prompt_prefix):
     split, corpus, index = train
     spec = {"split": "train", "n_questions": 20, "seed": 233, "population": None, "samples": 1}
     out = tmp_path / "shard-2-of-3.parquet"
     generate_shard(teacher="oracle", spec=spec, model=None, split_path=split, corpus_name="distractor",
-                   corpus_spec={"splits": ["train"]}, corpus_path=corpus, index_path=index, prompt_path=project_dir / "config/prompts/react_hotpotqa.txt",
+                   corpus_spec={"splits": ["train"]}, corpus_path=corpus, index_path=index, prefix=prompt_prefix, prompt_files=[project_dir / "config/prompts/react/instruction.txt"],
                    agent=AgentConfig(), shard=1, n_shards=3, out_path=out, provenance_config={"t": 1})
     table = read_parquet(out, EPISODE_SCHEMA)
     assert table.num_rows == 7  # 20 questions in 3 shards: 7, 7, 6

@@ -81,7 +81,7 @@ def test_workflow_on_the_live_wikipedia_builds_no_corpus(wikipedia, project_dir,
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (tmp_path / "results/data/wiki").exists()
     provenance = read_provenance(tmp_path / "results/eval/tiny.parquet")
-    assert provenance["wiki"] == "live" and set(provenance["inputs"]) == {"split", "prompt", "model"}
+    assert provenance["wiki"] == "live" and set(provenance["inputs"]) == {"split", "prompt", "prompt.1", "model"}
     rows = [r for r in csv.DictReader((tmp_path / "results/table.csv").open()) if r["kind"] == "measured"]
     assert [r["model"] for r in rows] == ["tiny"]
 
@@ -92,4 +92,4 @@ def test_live_wikipedia_that_is_down_fails_the_job_naming_the_url(project_dir, t
     wiki = open_wiki("wikipedia", spec)
     env = wiki.new_env()
     with pytest.raises(Exception, match=r"http://127\.0\.0\.1:9/w/index\.php\?search=Colorado\+orogeny"):
-        env.step("Search[Colorado orogeny]")
+        env.step("search[Colorado orogeny]")

@@ -28,8 +28,10 @@ from react.wiki import Corpus, WikiEnv
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_STEPS = 4
-# Per question, the action written at each step (the last one repeats); gold answer 'a'.
-RIGHT, WRONG, TWO_STEPS = ["Finish[a]"], ["Finish[b]"], ["Search[A]", "Finish[a]"]
+# Per question, the action written at each step (the last one repeats); gold answer 'a1'
+# (not "a": an article normalises to "", which ReAct's forced `finish[]` would match).
+RIGHT, WRONG, TWO_STEPS = ["Finish[a1]"], ["Finish[b]"], ["Search[A]", "Finish[a1]"]
+CRASH = ["<no action line, then an empty action>"]  # ReAct's loop would raise: `crashed`
 SEARCHES, BOGUS = ["Search[A]"], ["Bogus[x]"]
 FAIL = ["<engine refuses>"]  # the backend raises on this question's prompts: finish reason `error`
 TOO_LONG = ["<prompt too long>"]  # a question longer than the context: `context_limit`
@@ -38,8 +40,8 @@ TOO_LONG = ["<prompt too long>"]  # a question longer than the context: `context
 def eval_file(path, scripted, model, plans):
     """An evaluation file where question i follows plans[i] (see above)."""
     corpus = Corpus.from_paragraphs({"A": ["A is a page."]})
-    tasks = [Task(f"q{i}", f"Question {i}?" + (" very long" * 150 if plan == TOO_LONG else ""), "a", "dev", index=i)
-             for i, plan in enumerate(plans)]
+    tasks = [Task(f"q{i}", f"Question {i}?" + (" very long" * 150 if plan == TOO_LONG else ""), "a1", "dev",
+                  index=i) for i, plan in enumerate(plans)]
 
     def question(prompt):
         return int(prompt.split("Question: Question ")[-1].split("?")[0])
@@ -47,11 +49,13 @@ def eval_file(path, scripted, model, plans):
     def script(prompt, stop):
         step = prompt.count("Thought ")
         plan = plans[question(prompt)]
+        if plan == CRASH:
+            return "" if stop == ["\n"] else " think"
         return f" think\nAction {step}: {plan[min(step, len(plan)) - 1]}"
 
     config = AgentConfig(max_steps=MAX_STEPS)
     backend = scripted(script, max_context=400, fail=lambda prompt: plans[question(prompt)] == FAIL)
-    episodes = run_agent(tasks, backend, lambda: WikiEnv(corpus), "P\n", config)
+    episodes = run_agent(tasks, backend, lambda protocol: WikiEnv(corpus, protocol), "P\n", config)
     rows = [episode_row(e, model=model, backend="scripted", config=config, prompt_sha256="p", corpus_sha256="c")
             for e in episodes]
     write_parquet(pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA), path, {"step": "test"})
@@ -73,7 +77,7 @@ def results(tmp_path, scripted, project_dir):
                   [RIGHT] * 3 + [WRONG] * 2 + [TWO_STEPS] * 2 + [SEARCHES, BOGUS, FAIL]),
         eval_file(tmp_path / "base-react.parquet", scripted, "base-react",
                   [RIGHT] * 2 + [TWO_STEPS] * 5 + [WRONG, SEARCHES, TOO_LONG]),
-        eval_file(tmp_path / "other.parquet", scripted, "other", [WRONG] * 4 + [BOGUS]),
+        eval_file(tmp_path / "other.parquet", scripted, "other", [WRONG] * 4 + [BOGUS, CRASH]),
     ]
     table, db = tmp_path / "table.csv", tmp_path / "results.duckdb"
     build_results(evals, project_dir / "config/published.csv", table, db,

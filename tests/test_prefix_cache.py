@@ -10,6 +10,8 @@ import os
 
 import pytest
 import torch
+from numerics import assert_as_close_as_float32_allows
+from transformers import AutoModelForCausalLM
 
 from react.agent import AgentConfig, Task, run_agent
 from react.backends import Sampling, TransformersBackend
@@ -179,7 +181,16 @@ def test_logits_of_every_generated_position_match(tiny_model, uncached, prompts)
                                       return_dict_in_generate=True, output_logits=True)
     reference = torch.stack(out.logits, 1)
     assert captured["cached"].shape == reference.shape
-    torch.testing.assert_close(captured["cached"], reference, rtol=1e-4, atol=1e-4)
+    # The exact logits: the same tokens read by the model in float64, positions as generate() gives them.
+    n_new = reference.shape[1]
+    mask = torch.cat([enc["attention_mask"], torch.ones(len(batch), n_new, dtype=torch.long)], 1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    model64 = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float64).eval()
+    with torch.inference_mode():
+        full = model64(input_ids=out.sequences, attention_mask=mask, position_ids=positions).logits
+    start = enc["input_ids"].shape[1] - 1
+    exact = full[:, start:start + n_new]
+    assert_as_close_as_float32_allows(captured["cached"], reference, exact, what="cached logits")
 
 
 def test_agent_trajectories_are_the_same_with_and_without_cache(tiny_model, uncached, prompt_prefix):
@@ -195,7 +206,7 @@ def test_agent_trajectories_are_the_same_with_and_without_cache(tiny_model, unca
     def trajectories(backend, sequential):
         groups = [[t] for t in tasks] if sequential else [tasks]
         episodes = [e for group in groups
-                    for e in run_agent(group, backend, lambda: WikiEnv(corpus), prompt_prefix, config)]
+                    for e in run_agent(group, backend, lambda protocol: WikiEnv(corpus, protocol), prompt_prefix, config)]
         return [(e.prompt, e.n_calls, e.prediction, e.finish_reason) for e in episodes]
 
     expected = trajectories(uncached, sequential=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from react.config import ConfigError, load_config, validate_config
+from react.corpus_sources import ABSTRACTS_2017
 from react.hotpotqa import load_jsonl_files
 from react.io import read_parquet
 from react.schemas import SPLIT_SCHEMA
@@ -36,8 +37,10 @@ def planned_jobs(output: str) -> list[dict[str, str]]:
             continue
         wildcards = re.search(r"wildcards: (.*)", block)
         resources = re.search(r"resources: (.*)", block)
+        files = {key: re.search(rf"\n\s+{key}: (.*)", block) for key in ("input", "output")}
         jobs.append({
             "rule": rule.group(1),
+            **{key: m.group(1).split(", ") if m else [] for key, m in files.items()},
             **dict(kv.split("=", 1) for kv in (wildcards.group(1).split(", ") if wildcards else [])),
             "resources": dict(kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else {},
         })
@@ -58,7 +61,11 @@ def test_paper_preset_is_valid_and_follows_the_article():
         "mistralai/Mistral-7B-v0.1", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-13b-hf",
         "meta-llama/Llama-2-70b-hf"}
     assert config["teachers"]["llama2-70b"]["model"] == "llama2-70b"
-    assert "live" in config["corpus"][config["evaluation"]["corpus"]]
+    # HotPotQA's own 2017 Wikipedia, offline, for the evaluation and the teacher; the live one is the alternative.
+    abstracts = {"source": "hotpotqa-abstracts", "url": ABSTRACTS_2017["url"], "md5": ABSTRACTS_2017["md5"]}
+    assert config["corpus"][config["evaluation"]["corpus"]] == abstracts
+    assert config["teachers"]["llama2-70b"]["corpus"] == config["evaluation"]["corpus"]
+    assert "live" in config["corpus"]["wikipedia"]
     assert {run["preset"] for run in config["finetune"].values()} == {"paper"}
     assert config["datasets"]["llama2-70b-half"]["fraction"] == 0.5
     assert config["datasets"]["llama2-70b-full"]["fraction"] == 1.0
@@ -71,6 +78,9 @@ def test_paper_dag_lists_every_stage(paper_plan):
     config = load_config(PAPER)
     assert counts == {
         "prepare_split": 2,
+        "download_corpus": 1,
+        "build_corpus": 1,
+        "build_index": 1,
         "generate_trajectories": config["teachers"]["llama2-70b"]["shards"],
         "build_dataset": 2,
         "finetune": 4,
@@ -78,8 +88,32 @@ def test_paper_dag_lists_every_stage(paper_plan):
         "evaluate": len(config["evaluation"]["models"]),
         "table": 1,
     }
-    # The live Wikipedia needs no corpus or index; hub models need no conversion.
-    assert not {"build_corpus", "build_index", "convert_gguf"} & set(counts)
+    # Hub models need no conversion.
+    assert "convert_gguf" not in counts
+
+
+def test_paper_dag_builds_the_2017_abstracts_and_searches_them_offline(paper_plan):
+    """One download (checked), one corpus, one index; every evaluation and teacher job searches them."""
+    config = load_config(PAPER)
+    archive = "results/downloads/enwiki-20171001-pages-meta-current-withlinks-abstracts.tar.bz2"
+    corpus, index = "results/data/wiki/enwiki-2017.parquet", "results/data/wiki/enwiki-2017.bm25s"
+    by_rule: dict[str, list[dict]] = {}
+    for job in paper_plan:
+        by_rule.setdefault(job["rule"], []).append(job)
+    (download,), (build,), (indexing,) = by_rule["download_corpus"], by_rule["build_corpus"], by_rule["build_index"]
+    assert download["output"] == [archive] and download["input"] == []
+    assert build["input"] == [archive] and build["output"] == [corpus]
+    assert indexing["input"] == [corpus] and indexing["output"] == [index]
+    searching = by_rule["evaluate"] + by_rule["generate_trajectories"]
+    assert len(searching) == len(config["evaluation"]["models"]) + config["teachers"]["llama2-70b"]["shards"]
+    for job in searching:
+        assert {corpus, index} <= set(job["input"]), job
+    # Nothing that runs searches the live Wikipedia: after the downloads the plan needs no network for search.
+    used = {config["evaluation"]["corpus"], *(t["corpus"] for t in config["teachers"].values())}
+    assert all("live" not in config["corpus"][name] for name in used)
+    for job in paper_plan:
+        if job["rule"] in ("download_corpus", "build_corpus", "build_index"):
+            assert job["resources"].get("gpu", "0") == "0", job
 
 
 def test_paper_jobs_ask_for_gpus_only_where_models_run(paper_plan):

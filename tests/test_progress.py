@@ -22,7 +22,7 @@ def script(prompt, stop):
 
 def test_log_file_gets_one_line_per_step_with_the_running_em(scripted, caplog, capsys):
     with caplog.at_level(logging.INFO, logger="react.evaluation"):
-        run_agent(TASKS, scripted(script), lambda: WikiEnv(CORPUS), "P\n", AgentConfig(),
+        run_agent(TASKS, scripted(script), lambda protocol: WikiEnv(CORPUS, protocol), "P\n", AgentConfig(),
                   on_step=progress_logger(len(TASKS), time.perf_counter(), bar=False))
     lines = [r.getMessage() for r in caplog.records if r.name == "react.evaluation"]
     assert len(lines) == 2  # two agent steps, not one line per question
@@ -31,7 +31,7 @@ def test_log_file_gets_one_line_per_step_with_the_running_em(scripted, caplog, c
 
 
 def test_terminal_gets_a_bar_with_the_running_em(scripted, capsys):
-    run_agent(TASKS, scripted(script), lambda: WikiEnv(CORPUS), "P\n", AgentConfig(),
+    run_agent(TASKS, scripted(script), lambda protocol: WikiEnv(CORPUS, protocol), "P\n", AgentConfig(),
               on_step=progress_logger(len(TASKS), time.perf_counter(), bar=True))
     err = capsys.readouterr().err
     assert "episodes" in err and "6/6" in err and "em=33.3%" in err

@@ -14,16 +14,17 @@ from react.wiki import Corpus, WikiEnv
 
 
 def eval_file(path, scripted, model, answers):
-    """An evaluation file where question i is answered answers[i] (gold is 'a')."""
+    """An evaluation file where question i is answered answers[i] (gold is 'a1')."""
     corpus = Corpus.from_paragraphs({"A": ["A is a page."]})
-    tasks = [Task(f"q{i}", f"Question {i}?", "a", "dev", index=i) for i in range(len(answers))]
+    # Not "a": an article normalises to "", and ReAct scores the forced `finish[]` by that EM.
+    tasks = [Task(f"q{i}", f"Question {i}?", "a1", "dev", index=i) for i in range(len(answers))]
 
     def script(prompt, stop):
         i = int(prompt.split("Question ")[-1].split("?")[0])
         return f" think\nAction 1: {answers[i]}"
 
     config = AgentConfig()
-    episodes = run_agent(tasks, scripted(script), lambda: WikiEnv(corpus), "P\n", config)
+    episodes = run_agent(tasks, scripted(script), lambda protocol: WikiEnv(corpus, protocol), "P\n", config)
     rows = [episode_row(e, model=model, backend="scripted", config=config, prompt_sha256="p",
                         corpus_sha256="c") for e in episodes]
     import pyarrow as pa
@@ -41,8 +42,8 @@ def wilson(k, n, z=1.959964):
 
 @pytest.fixture
 def results(tmp_path, scripted, project_dir):
-    a = eval_file(tmp_path / "zeta.parquet", scripted, "zeta", ["Finish[a]"] * 3 + ["Finish[b]"] * 7)
-    b = eval_file(tmp_path / "alpha.parquet", scripted, "alpha", ["Finish[a]", "Bogus[x]", "Finish[b]", "Finish[a]"])
+    a = eval_file(tmp_path / "zeta.parquet", scripted, "zeta", ["Finish[a1]"] * 3 + ["Finish[b]"] * 7)
+    b = eval_file(tmp_path / "alpha.parquet", scripted, "alpha", ["Finish[a1]", "Bogus[x]", "Finish[b]", "Finish[a1]"])
     table, db = tmp_path / "table.csv", tmp_path / "results.duckdb"
     build_results([a, b], project_dir / "config/published.csv", table, db)
     return list(csv.DictReader(table.open())), db
@@ -102,10 +103,10 @@ def mcnemar_exact(gained, lost):
 def test_finetuned_rows_sit_under_their_base_with_a_paired_test(tmp_path, scripted):
     # 12 questions: base right on 0-2; finetuned right on 0-1 and 3-9 -> gained 7, lost 1.
     base = eval_file(tmp_path / "base.parquet", scripted, "base",
-                     ["Finish[a]"] * 3 + ["Finish[b]"] * 9)
+                     ["Finish[a1]"] * 3 + ["Finish[b]"] * 9)
     tuned = eval_file(tmp_path / "tuned.parquet", scripted, "tuned",
-                      ["Finish[a]"] * 2 + ["Finish[b]"] + ["Finish[a]"] * 7 + ["Finish[b]"] * 2)
-    other = eval_file(tmp_path / "aaa.parquet", scripted, "aaa", ["Finish[a]"] * 4)
+                      ["Finish[a1]"] * 2 + ["Finish[b]"] + ["Finish[a1]"] * 7 + ["Finish[b]"] * 2)
+    other = eval_file(tmp_path / "aaa.parquet", scripted, "aaa", ["Finish[a1]"] * 4)
     table = tmp_path / "table.csv"
     build_results([base, tuned, other], None, table, tmp_path / "r.duckdb",
                   finetuned=[("tuned", "base", "oracle-train", 128)])
@@ -119,8 +120,8 @@ def test_finetuned_rows_sit_under_their_base_with_a_paired_test(tmp_path, script
 
 
 def test_no_discordant_pairs_gives_p_value_one(tmp_path, scripted):
-    base = eval_file(tmp_path / "base.parquet", scripted, "base", ["Finish[a]", "Finish[b]"])
-    same = eval_file(tmp_path / "same.parquet", scripted, "same", ["Finish[a]", "Finish[b]"])
+    base = eval_file(tmp_path / "base.parquet", scripted, "base", ["Finish[a1]", "Finish[b]"])
+    same = eval_file(tmp_path / "same.parquet", scripted, "same", ["Finish[a1]", "Finish[b]"])
     table = tmp_path / "table.csv"
     build_results([base, same], None, table, tmp_path / "r.duckdb", finetuned=[("same", "base", "d", 2)])
     row = list(csv.DictReader(table.open()))[1]

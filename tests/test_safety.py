@@ -46,7 +46,7 @@ def test_a_completion_that_is_code_stays_text(scripted, tmp_path):
     outputs = iter([f" run it\nAction 1: Search[{payload}]", f" x\nAction 2: {payload}",
                     f" x\nAction 3: Finish[{payload}]"])
     [episode] = run_agent([Task("q", "q?", "a", "dev")], scripted(lambda p, s: next(outputs)),
-                          lambda: WikiEnv(corpus), "P\n", AgentConfig(max_steps=3))
+                          lambda protocol: WikiEnv(corpus, protocol), "P\n", AgentConfig(max_steps=3))
     assert not marker.exists()
     assert episode.prediction == payload
     assert [s["action_type"] for s in episode.steps] == ["search", "invalid", "finish"]

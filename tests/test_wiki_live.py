@@ -25,9 +25,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from react.wiki import EMPTY_PAGE
+from react.protocol import EMPTY_PAGE, ActionCrash
 from react.wiki_live import (
     DEFAULT_USER_AGENT,
+    MAX_DISAMBIGUATION,
     CachedResponse,
     LiveWikiEnv,
     ResponseCache,
@@ -239,74 +240,84 @@ def env(client) -> LiveWikiEnv:
 
 
 def test_search_finds_an_article_through_wikipedias_redirect(env, wiki):
-    result = env.step("Search[Colorado orogeny]")
+    result = env.step("search[Colorado orogeny]")
     assert (result.observation, result.done, result.answer) == (COLORADO_OBS, False, None)
     assert (result.action.type, result.action.argument) == ("search", "Colorado orogeny")
-    assert env.page == COLORADO_PAGE
+    assert env.sentences == page_sentences(COLORADO_PAGE)
     # The original's URL (spaces as "+"), then the redirect's target.
     assert [p for p, _ in wiki.requests] == ["/w/index.php?search=Colorado+orogeny", "/wiki/Colorado_orogeny"]
 
 
 def test_lookup_walks_sentences_with_a_cursor(env):
-    assert env.step("Lookup[eastern sector]").observation == "No more results."  # no page yet
-    env.step("Search[Colorado orogeny]")
+    assert env.step("lookup[eastern sector]").observation == "No more results.\n"  # no page yet
+    env.step("search[Colorado orogeny]")
     # The prompt's observation, found on the recorded page.
-    assert env.step("Lookup[eastern sector]").observation == (
+    assert env.step("lookup[eastern sector]").observation == (
         "(Result 1 / 1) The eastern sector extends into the High Plains and is called the Central Plains orogeny."
     )
     first = (
         "(Result 1 / 2) The boundary between the Colorado orogeny and the Wyoming craton is the Cheyenne belt, "
         "a 5-km-wide mylonitic shear zone that verges northward."
     )
-    assert env.step("Lookup[cheyenne]").observation == first
-    assert env.step("Lookup[cheyenne]").observation == (
+    assert env.step("lookup[cheyenne]").observation == first
+    assert env.step("lookup[cheyenne]").observation == (
         "(Result 2 / 2) The Cheyenne belt transects and cuts off the south edge of the older Trans-Hudson "
         "orogeny.[4]."
     )
-    assert env.step("Lookup[cheyenne]").observation == "No more results."
-    assert env.step("Lookup[cheyenne]").observation == "No more results."
+    assert env.step("lookup[cheyenne]").observation == "No more results.\n"
+    assert env.step("lookup[cheyenne]").observation == "No more results.\n"
     # List items are lines of the page too; a new keyword restarts the walk, and so does the old one after it.
-    assert env.step("Lookup[Mazatzal]").observation == "(Result 1 / 1) Mazatzal orogeny."
-    assert env.step("Lookup[cheyenne]").observation == first
+    assert env.step("lookup[Mazatzal]").observation == "(Result 1 / 1) Mazatzal orogeny."
+    assert env.step("lookup[cheyenne]").observation == first
     # A new page restarts the walk as well.
-    env.step("Search[Colorado orogeny]")
-    assert env.step("Lookup[cheyenne]").observation == first
+    env.step("search[Colorado orogeny]")
+    assert env.step("lookup[cheyenne]").observation == first
 
 
 def test_disambiguation_retry_lists_five_similar_titles_and_keeps_the_page(env, wiki):
-    env.step("Search[Colorado orogeny]")
-    env.step("Lookup[cheyenne]")
-    assert env.step("Search[Adam Clayton Powell]").observation == POWELL_OBS
+    env.step("search[Colorado orogeny]")
+    env.step("lookup[cheyenne]")
+    assert env.step("search[Adam Clayton Powell]").observation == POWELL_OBS
     assert wiki.searched()[-2:] == ["Adam Clayton Powell", "[Adam Clayton Powell]"]
-    assert env.page == COLORADO_PAGE  # a miss keeps the page and the lookup cursor, as online
-    assert env.step("Lookup[cheyenne]").observation.startswith("(Result 2 / 2) ")
+    assert env.sentences == page_sentences(COLORADO_PAGE)  # a miss keeps the page and the lookup cursor
+    assert env.step("lookup[cheyenne]").observation.startswith("(Result 2 / 2) ")
 
 
 def test_disambiguation_retry_landing_on_an_article(env, wiki):
-    assert env.step("Search[Milhouse]").observation == MILHOUSE_OBS
+    assert env.step("search[Milhouse]").observation == MILHOUSE_OBS
     assert wiki.searched() == ["Milhouse", "[Milhouse]"]
     # The real page's "U.S. " cuts the prompt's sentence where the original code cuts it.
-    assert env.step("Lookup[named after]").observation == "(Result 1 / 1) Milhouse was named after U.S."
+    assert env.step("lookup[named after]").observation == "(Result 1 / 1) Milhouse was named after U.S."
 
 
-def test_disambiguation_retry_happens_once(env, wiki):
+def test_disambiguation_retry_happens_once_when_lenient(client, wiki):
     wiki.searches["[Adam Clayton Powell]"] = page("Adam_Clayton_Powell.html")
+    env = LiveWikiEnv(client, "lenient")
     assert env.step("Search[Adam Clayton Powell]").observation == POWELL_DISAMBIGUATION_OBS
-    assert wiki.searched() == ["Adam Clayton Powell", "[Adam Clayton Powell]"]  # the original recursed on
+    assert wiki.searched() == ["Adam Clayton Powell", "[Adam Clayton Powell]"]
+
+
+def test_disambiguation_retry_recurses_as_the_original_then_counts_as_its_crash(env, wiki):
+    wiki.searches["[Adam Clayton Powell]"] = page("Adam_Clayton_Powell.html")
+    wiki.searches["[[Adam Clayton Powell]]"] = page("search_Adam_Clayton_Powell.html")
+    assert env.step("search[Adam Clayton Powell]").observation.startswith("Could not find [[Adam Clayton Powell]]. ")
+    assert wiki.searched() == ["Adam Clayton Powell", "[Adam Clayton Powell]", "[[Adam Clayton Powell]]"]
+    for depth in range(MAX_DISAMBIGUATION + 1):
+        wiki.searches["[" * depth + "Powell" + "]" * depth] = page("Adam_Clayton_Powell.html")
+    with pytest.raises(ActionCrash, match="RecursionError"):
+        env.step("search[Powell]")
 
 
 def test_finish_ends_the_episode(env, wiki):
-    result = env.step("Finish[1,800 to 7,000 ft]")
-    assert (result.observation, result.done, result.answer) == (
-        "Episode finished.",
-        True,
-        "1,800 to 7,000 ft",
-    )
-    again = env.step("Search[Colorado orogeny]")
-    assert (again.observation, again.done, again.answer) == ("Episode finished.", True, "1,800 to 7,000 ft")
+    result = env.step("finish[1,800 to 7,000 ft]")
+    # The environment's own text; the agent writes the reward in, as ReAct's HotPotQA wrapper does.
+    finished = "Episode finished, reward = 0\n"
+    assert (result.observation, result.done, result.answer) == (finished, True, "1,800 to 7,000 ft")
+    again = env.step("search[Colorado orogeny]")
+    assert (again.observation, again.done, again.answer) == (finished, True, "1,800 to 7,000 ft")
     assert wiki.requests == []
     env.reset()
-    assert env.step("Search[Colorado orogeny]").observation == COLORADO_OBS
+    assert env.step("search[Colorado orogeny]").observation == COLORADO_OBS
 
 
 @pytest.mark.parametrize(
@@ -314,8 +325,9 @@ def test_finish_ends_the_episode(env, wiki):
     [
         ("Think[about it]", "Invalid action: Think[about it]"),
         ("search Colorado orogeny", "Invalid action: search Colorado orogeny"),
-        ("  ", "Invalid action:"),
-        ("Search[Colorado orogeny", "Invalid action: Search[Colorado orogeny"),
+        ("  ", "Invalid action: "),
+        ("search[Colorado orogeny", "Invalid action: search[Colorado orogeny"),
+        ("Search[Colorado orogeny]", "Invalid action: Search[Colorado orogeny]"),
     ],
 )
 def test_invalid_actions_make_no_request(env, wiki, text, observation):
@@ -324,8 +336,9 @@ def test_invalid_actions_make_no_request(env, wiki, text, observation):
     assert wiki.requests == []
 
 
-def test_action_names_are_case_insensitive(env):
-    assert env.step("search[Colorado orogeny]").observation == COLORADO_OBS
+def test_action_names_are_case_insensitive_only_when_lenient(client):
+    assert LiveWikiEnv(client, "lenient").step("SEARCH[Colorado orogeny]").observation == COLORADO_OBS
+    assert LiveWikiEnv(client).step("think[about it]").observation == "Nice thought."
 
 
 def test_clean_str_as_the_original_where_it_does_not_raise():
@@ -342,12 +355,16 @@ def test_unusual_pages(env, wiki):
         b"<html><body><p>Paths like C:\\Users\\x use backslashes. Escaped\\nlines split</p></body></html>",
     )
     wiki.searches["Blank"] = Reply(200, b"<!DOCTYPE html><html><body><p>Too short</p><ul></ul></body></html>")
+    lenient = LiveWikiEnv(env.client, "lenient")
     assert (
-        env.step("Search[Escapes]").observation
+        lenient.step("search[Escapes]").observation
         == "Paths like C:\\Users\\x use backslashes. Escaped\\nlines split."
     )
-    assert env.step("Search[Blank]").observation == EMPTY_PAGE
-    assert env.page == ""
+    assert lenient.step("search[Blank]").observation == EMPTY_PAGE
+    with pytest.raises(ActionCrash, match="clean_str"):  # the original's clean_str raised here
+        env.step("search[Escapes]")
+    assert env.step("search[Blank]").observation == ""  # get_page_obs of an empty page
+    assert env.sentences == []
 
 
 NASTY = [
@@ -369,7 +386,7 @@ NASTY = [
 @pytest.mark.parametrize("entity", NASTY)
 def test_model_written_entities_never_raise(env, wiki, entity):
     wiki.default = page("search_Adam_Clayton_Powell.html")
-    result = env.step(f"Search[{entity}]")
+    result = env.step(f"search[{entity}]")
     assert result.observation.startswith(f"Could not find {entity}. Similar: ")
 
 
@@ -421,7 +438,7 @@ def test_retry_after_is_capped_and_read_as_a_date(wiki, tmp_path, sleeps):
 
 def test_503_twice_then_200_backs_off(wiki, client, sleeps):
     wiki.script.extend([Reply(503), Reply(503), page("Colorado_orogeny.html")])
-    assert LiveWikiEnv(client).step("Search[Colorado orogeny]").observation == COLORADO_OBS
+    assert LiveWikiEnv(client).step("search[Colorado orogeny]").observation == COLORADO_OBS
     assert sleeps == [1.0, 2.0]
 
 
@@ -430,7 +447,7 @@ def test_persistent_500_gives_up_naming_url_and_attempts(wiki, client, sleeps, t
         500, b"<html><body><p>Our servers are currently under maintenance.</p></body></html>"
     )
     with pytest.raises(WikipediaError) as err:
-        LiveWikiEnv(client).step("Search[Nikola Tesla]")
+        LiveWikiEnv(client).step("search[Nikola Tesla]")
     url = f"{wiki.base_url}/w/index.php?search=Nikola+Tesla"
     assert str(err.value).startswith(f"GET {url} failed after 4 attempt(s)")
     assert "HTTP 500" in str(err.value)
@@ -454,7 +471,7 @@ def test_server_down_fails_fast_naming_the_url(tmp_path, sleeps):
     c = make_client(f"http://127.0.0.1:{port}", tmp_path, sleeps, max_retries=2)
     start = time.monotonic()
     with pytest.raises(WikipediaError) as err:
-        LiveWikiEnv(c).step("Search[Colorado orogeny]")
+        LiveWikiEnv(c).step("search[Colorado orogeny]")
     assert time.monotonic() - start < 2
     assert (
         f"GET http://127.0.0.1:{port}/w/index.php?search=Colorado+orogeny failed after 3 attempt(s)"
@@ -555,7 +572,7 @@ def test_redirect_loop_fails_at_once(wiki, client, sleeps):
 
 def test_uri_too_long_is_a_page_like_the_original_saw(wiki, env):
     wiki.script.append(Reply(414, b"<html><body><h1>414 Request-URI Too Large</h1></body></html>"))
-    assert env.step(f"Search[{'x' * 100}]").observation == EMPTY_PAGE
+    assert env.step(f"search[{'x' * 100}]").observation == ""
 
 
 def test_user_agent_reaches_the_server(wiki, tmp_path):
@@ -568,12 +585,12 @@ def test_user_agent_reaches_the_server(wiki, tmp_path):
 # --------------------------------------------------------------------------- cache and provenance
 
 EPISODE = [
-    "Search[Colorado orogeny]",
-    "Lookup[eastern sector]",
-    "Search[Adam Clayton Powell]",
-    "Search[Milhouse]",
-    "Search[Colorado orogeny]",
-    "Finish[x]",
+    "search[Colorado orogeny]",
+    "lookup[eastern sector]",
+    "search[Adam Clayton Powell]",
+    "search[Milhouse]",
+    "search[Colorado orogeny]",
+    "finish[x]",
 ]
 
 
@@ -600,14 +617,14 @@ def test_second_client_replays_from_the_cache_with_the_server_stopped(wiki, clie
 def test_offline_miss_names_the_query(wiki, tmp_path):
     c = make_client(wiki.base_url, tmp_path, offline=True)
     with pytest.raises(WikipediaCacheMiss) as err:
-        LiveWikiEnv(c).step("Search[Colorado orogeny]")
+        LiveWikiEnv(c).step("search[Colorado orogeny]")
     assert "offline: no cached response for query 'Colorado orogeny'" in str(err.value)
     assert f"{wiki.base_url}/w/index.php?search=Colorado+orogeny" in str(err.value)
     assert wiki.requests == []
 
 
 def test_cache_entry_holds_the_raw_response(env, client, tmp_path):
-    env.step("Search[Colorado orogeny]")
+    env.step("search[Colorado orogeny]")
     url = client.search_url("Colorado orogeny")
     path = tmp_path / "cache" / cache_key(url)[:2] / f"{cache_key(url)}.json"
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -624,7 +641,7 @@ def test_cache_entry_holds_the_raw_response(env, client, tmp_path):
 
 
 def test_provenance(env, client):
-    env.step("Search[Adam Clayton Powell]")
+    env.step("search[Adam Clayton Powell]")
     assert [p.query for p in env.served] == ["Adam Clayton Powell", "[Adam Clayton Powell]"]
     assert env.sha256 == pages_sha256(env.served) == client.served_sha256()
     assert [m["url"] for m in client.manifest()] == sorted(

@@ -69,7 +69,7 @@ def test_eval_file_follows_the_contract_with_provenance(finished_run, project_di
     provenance = read_provenance(path)
     assert provenance["step"] == "evaluate"
     assert provenance["prompt_sha256"] == table.column("prompt_sha256")[0].as_py()
-    assert set(provenance["inputs"]) == {"split", "corpus", "index", "prompt", "model"}
+    assert set(provenance["inputs"]) == {"split", "corpus", "index", "prompt", "prompt.1", "model"}
     assert provenance["config"]["agent"]["max_steps"] == 2
     assert "react_sha256" in provenance["code"]
 

@@ -14,7 +14,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 def training_texts(n_questions: int = 200) -> list[str]:
-    texts = [(PROJECT / "config/prompts/react_hotpotqa.txt").read_text()]
+    from react.prompts import REACT_PROMPT, read_prompt
+
+    texts = [read_prompt(REACT_PROMPT)]
     with gzip.open(PROJECT / "resources/hotpotqa/dev_distractor.jsonl.gz", "rt") as fh:
         for i, line in enumerate(fh):
             if i >= n_questions:
