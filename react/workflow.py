@@ -9,14 +9,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from react.threads import ThreadChoice, limit_job_threads
+
 
 @contextmanager
-def logged(snakemake: Any) -> Iterator[None]:
+def logged(snakemake: Any) -> Iterator[ThreadChoice]:
     """Send everything the job prints (engine subprocesses included) to its log file.
 
     File descriptors 1 and 2 are redirected, so output of child processes (vLLM's
     engine) lands in the log too. On failure the full traceback goes to the log
     and one line naming the rule, the error and the log goes to the console.
+
+    The job's threads are limited to the CPUs it may use (react.threads): from here on
+    ``snakemake.threads`` is that figure, and the log's first line says it and why.
     """
     log_path = snakemake.log[0] if len(snakemake.log) else None
     console = os.dup(2)
@@ -35,7 +40,9 @@ def logged(snakemake: Any) -> Iterator[None]:
         force=True,
     )
     try:
-        yield
+        choice = limit_job_threads(snakemake)
+        logging.getLogger("react.threads").info("%s", choice.describe())
+        yield choice
     except BaseException as exc:
         logging.getLogger("react").exception("rule %s failed", snakemake.rule)
         where = f" (full log: {log_path})" if log_path else ""

@@ -82,6 +82,21 @@ def test_second_run_does_nothing(finished_run, project_dir, tiny_model):
 
 
 @pytest.mark.slow
+def test_model_job_log_names_its_threads(finished_run, project_dir, tiny_model, tmp_path):
+    from react.threads import job_threads
+
+    log = (finished_run / "results/logs/evaluate/tiny.log").read_text()
+    assert f"threads: {job_threads(2).threads} (snakemake gave 2; affinity " in log
+    # More cores than the machine has CPUs (the README's --cores 8 on a laptop): the job takes what it may use.
+    shutil.copytree(finished_run / "results", tmp_path / "results")
+    result = snakemake(project_dir, tmp_path, tiny_config(tiny_model), "--forcerun", "evaluate", "--cores", "64",
+                       target="results/eval/tiny.parquet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "results/logs/evaluate/tiny.log").read_text()
+    assert f"threads: {job_threads(64).threads} (snakemake gave 64; affinity " in log
+
+
+@pytest.mark.slow
 def test_invalid_config_fails_before_any_job(project_dir, tiny_model, tmp_path):
     config = tiny_config(tiny_model)
     config["evaluation"]["models"] = ["tiny", "missing-model"]
@@ -211,6 +226,16 @@ def test_finetuning_artefacts_and_their_provenance(finetune_run):
     assert model["dataset_sha256"] == manifest["output"]["sha256"]
     eval_rows = read_parquet(workdir / "results/eval/tiny-react.parquet", EPISODE_SCHEMA)
     assert eval_rows.num_rows == 3
+
+
+@pytest.mark.slow
+def test_finetune_and_merge_logs_name_their_threads(finetune_run):
+    from react.threads import job_threads
+
+    workdir, _, _ = finetune_run
+    expected = f"threads: {job_threads(2).threads} (snakemake gave 2; affinity "
+    for log in ("finetune/tiny-react.log", "merge/tiny-react.log", "evaluate/tiny-react.log"):
+        assert expected in (workdir / "results/logs" / log).read_text(), log
 
 
 @pytest.mark.slow
