@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--omp", default="8off,8,2",
                    help="the job's thread figures to compare; Noff: N with REACT_CPU_LIMIT=off, the behaviour before "
                         "the limit (default: %(default)s)")
-    p.add_argument("--kv-cache-gib", type=float, default=None, help="default: the config's backends.vllm.kv_cache_gib")
+    p.add_argument("--kv-cache-gib", type=int, default=None, help="default: the config's backends.vllm.kv_cache_gib")
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="an extra variable for the job (e.g. VLLM_ENABLE_V1_MULTIPROCESSING=0)")
@@ -77,8 +77,7 @@ def worker(spec: dict) -> None:
     options = {"dtype": "float32", "threads": job.threads, "quantization": None, "trust_remote_code": False,
                **config["backends"]["vllm"]}
     if spec["kv_cache_gib"] is not None:
-        kv = spec["kv_cache_gib"]
-        options["kv_cache_gib"] = int(kv) if float(kv).is_integer() else kv  # vLLM reads the variable with int()
+        options["kv_cache_gib"] = spec["kv_cache_gib"]
     if spec["max_model_len"] is not None:
         options["max_model_len"] = spec["max_model_len"]
     t = time.perf_counter()

@@ -324,7 +324,7 @@ class VLLMBackend:
         seed: int = 0,
         enforce_eager: bool = True,
         prefix_caching: bool = True,
-        kv_cache_gib: float = 4,
+        kv_cache_gib: int = 4,
         gpu_memory_utilization: float = 0.9,
         tensor_parallel_size: int = 1,
         threads: int | None = None,
@@ -404,7 +404,7 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _configure_vllm_cpu(threads: int | None, kv_cache_gib: float) -> None:
+def _configure_vllm_cpu(threads: int | None, kv_cache_gib: int) -> None:
     """Settings measured on a 2-core machine (see README, 'vLLM on CPU')."""
     cpus = available_cpus()
     if threads:

@@ -220,3 +220,8 @@ def test_schema_uses_only_json_schema_keywords(project_dir):
 
     walk(yaml.safe_load((project_dir / "config/schema.yaml").read_text()), "")
     assert not stray
+
+
+def test_fractional_kv_cache_is_refused_before_vllm_reads_it_as_an_integer(default):
+    default["backends"]["vllm"]["kv_cache_gib"] = 1.5
+    check(default, "backends.vllm.kv_cache_gib")
