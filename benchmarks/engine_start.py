@@ -3,7 +3,7 @@
 Issue 12: the engine took 99 s to start on a 2-vCPU AMD EPYC (24 s on a faster machine).
 Each configuration runs in a fresh process started as Snakemake starts the evaluate job
 (``OMP_NUM_THREADS`` and the BLAS variables set to ``--omp``), through the project's
-backend (react.backends.make_backend with the config's vLLM options), and reports:
+backend (react.inference.backends.make_backend with the config's vLLM options), and reports:
 
   import_s        ``from vllm import LLM`` in the job's process
   construct_s     ``LLM(...)``: engine core and worker processes spawned (each imports
@@ -17,7 +17,7 @@ backend (react.backends.make_backend with the config's vLLM options), and report
     .venv/bin/python benchmarks/engine_start.py --omp 2 --env VLLM_ENABLE_V1_MULTIPROCESSING=0
 
 Only the standard library is imported at the top (vLLM's spawned children re-import this
-file, as scripts/evaluate.py explains). Results: benchmarks/results/engine_start-<date>.json.
+file, as workflow/scripts/evaluate.py explains). Results: benchmarks/results/engine_start-<date>.json.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def worker(spec: dict) -> None:
-    """One engine start, in the job's own process (as scripts/evaluate.py runs it)."""
+    """One engine start, in the job's own process (as workflow/scripts/evaluate.py runs it)."""
     t0 = time.perf_counter()
     sys.path.insert(0, str(PROJECT))
     from types import SimpleNamespace
@@ -89,7 +89,7 @@ def worker(spec: dict) -> None:
 
     import_s = time.perf_counter() - t
     print(f"PHASE {time.perf_counter() - t0:.3f} import vllm {import_s:.2f}", flush=True)
-    from react.backends import Sampling, make_backend
+    from react.inference.backends import Sampling, make_backend
 
     t = time.perf_counter()
     backend = make_backend("vllm", str(spec["model"]), "engine-start", options)

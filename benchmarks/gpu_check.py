@@ -10,11 +10,11 @@ replaced, and the output says what and why (``notes``):
    lockstep, as the pipeline runs (the code and the comparison of
    benchmarks/agent_speed.py): wall time, the ratio (a)/(b), and how often (a) and (b)
    give the same prediction and the same trajectory. The Wikipedia is the bundled
-   questions' own context paragraphs: react.wiki's WikiEnv with bm25s; without it a
+   questions' own context paragraphs: react.search.index's WikiEnv with bm25s; without it a
    stand-in that finds pages by exact title (no similar-title suggestions on a miss).
 2. lora / qlora: a short finetune; median step time (first step left out) and peak
    memory (``torch.cuda.max_memory_allocated``; peak RSS on a CPU). With trl (and
-   datasets): the project's own trainer (react.finetune.make_trainer). Without: a plain
+   datasets): the project's own trainer (react.training.finetune.make_trainer). Without: a plain
    torch/peft loop with the same LoRA shape, batch and optimizer, labelled as such.
    QLoRA needs bitsandbytes.
 
@@ -152,17 +152,17 @@ def load_config(path: Path) -> dict:
 
 
 def few_shot_prompt(config: dict) -> str:
-    """The config's few-shot prompt: one text file, or ReAct's recipe that react.prompts assembles."""
+    """The config's few-shot prompt: one text file, or ReAct's recipe that react.agent.prompts assembles."""
     spec = config.get("prompt", "config/prompts/react_hotpotqa.txt")
     if isinstance(spec, str):
         return (PROJECT / spec).read_text(encoding="utf-8")
-    from react.prompts import read_prompt
+    from react.agent.prompts import read_prompt
 
     return read_prompt(spec)
 
 
 def training_instruction(config: dict) -> str:
-    path = PROJECT / config.get("instruction", "config/prompts/react_instruction.txt")
+    path = PROJECT / config.get("instruction", "package:prompts/instruction.txt")
     return path.read_text(encoding="utf-8").rstrip("\n") if path.is_file() else ""
 
 
@@ -210,7 +210,7 @@ def prepare_model(choice: str, device: str, workdir: Path, notes: Notes) -> tupl
 
 
 class TitleEnv:
-    """Search by exact (case-insensitive) title, Lookup, Finish: a stand-in for react.wiki.WikiEnv without bm25s."""
+    """Search by exact (case-insensitive) title, Lookup, Finish: a stand-in for react.search.index.WikiEnv without bm25s."""
 
     def __init__(self, pages: dict[str, list[str]]):
         self.pages = {title.lower(): sentences for title, sentences in pages.items()}
@@ -221,7 +221,7 @@ class TitleEnv:
         self.keyword, self.hits, self.count = None, [], 0
 
     def step(self, text: str):
-        from react.parsing import parse_action
+        from react.agent.parsing import parse_action
 
         action = parse_action(text)
         if self.final is not None:
@@ -252,10 +252,10 @@ class TitleEnv:
 
 
 def title_env_factory(pages: dict[str, list[str]]):
-    """The stand-in: on react.environment's state machine where the project has one, else TitleEnv."""
+    """The stand-in: on react.environment.base's state machine where the project has one, else TitleEnv."""
     try:
-        from react.environment import Found, Missed, ReActEnv
-        from react.protocol import miss_observation
+        from react.agent.protocol import miss_observation
+        from react.environment.base import Found, Missed, ReActEnv
     except ImportError:
         return lambda *protocol: TitleEnv(pages)
     by_title = {title.lower(): sentences for title, sentences in pages.items()}
@@ -273,12 +273,12 @@ def title_env_factory(pages: dict[str, list[str]]):
 def make_env_factory(pages: dict[str, list[str]], notes: Notes):
     """``make_env`` for run_agent (which passes the prompt's protocol where the project has one)."""
     try:
-        from react.wiki import Corpus, WikiEnv
+        from react.search.index import Corpus, WikiEnv
 
         corpus = Corpus.from_paragraphs(pages)
-        return (lambda *protocol: WikiEnv(corpus, *protocol)), "react.wiki.WikiEnv over the questions' context paragraphs"
+        return (lambda *protocol: WikiEnv(corpus, *protocol)), "react.search.index.WikiEnv over the questions' context paragraphs"
     except ImportError as exc:
-        notes(f"wiki: react.wiki does not import ({exc}); a stand-in environment finds pages by exact title, "
+        notes(f"wiki: react.search.index does not import ({exc}); a stand-in environment finds pages by exact title, "
               "without similar-title suggestions on a miss")
         return title_env_factory(pages), "stand-in: exact-title Search, Lookup, Finish (no bm25s)"
 
@@ -288,8 +288,8 @@ def check_agent(args: argparse.Namespace, config: dict, model_path: str, device:
     import torch
     from agent_speed import LoadSampler, Meter, agreement, episode_record
 
-    from react.agent import AgentConfig, Task, run_agent
-    from react.backends import Sampling, TransformersBackend
+    from react.agent.loop import AgentConfig, Task, run_agent
+    from react.inference.backends import Sampling, TransformersBackend
 
     prefix = few_shot_prompt(config)
     items, pages = bundled_questions(args.n_questions)
@@ -356,7 +356,7 @@ def training_records(config: dict, n: int) -> list[dict]:
     records = []
     for i in range(n):
         question, trajectory = examples[i % len(examples)]
-        # react.trajectory.training_text's layout: the instruction, then the question line, then the trajectory.
+        # react.agent.trajectory.training_text's layout: the instruction, then the question line, then the trajectory.
         text = f"{instruction}\nQuestion: {question}\n{trajectory}"
         records.append({"id": f"ex{i}", "question": question, "trajectory": trajectory, "text": text})
     return records
@@ -391,7 +391,7 @@ def peak_memory(device: str) -> dict:
 
 
 def hyperparameters(method: str, device: str, steps: int) -> dict:
-    from react.finetune import resolve_hyperparameters
+    from react.training.finetune import resolve_hyperparameters
 
     # LoRA: the pipeline's CPU preset (the default run's finetune); QLoRA: the article's preset.
     hp = resolve_hyperparameters("cpu" if method == "lora" else "paper", {})
@@ -406,7 +406,7 @@ def hyperparameters(method: str, device: str, steps: int) -> dict:
 def train_with_trl(model_path: str, records: list[dict], hp: dict, device: str, workdir: Path) -> dict:
     from transformers import AutoTokenizer, TrainerCallback
 
-    from react.finetune import make_trainer, tokenize_records
+    from react.training.finetune import make_trainer, tokenize_records
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
@@ -427,7 +427,7 @@ def train_with_trl(model_path: str, records: list[dict], hp: dict, device: str, 
     trainer.add_callback(Clock())
     _reset_peak(device)
     trainer.train()
-    return {"trainer": "react.finetune.make_trainer (trl SFTTrainer)", **clock.summary(), **peak_memory(device),
+    return {"trainer": "react.training.finetune.make_trainer (trl SFTTrainer)", **clock.summary(), **peak_memory(device),
             "tokens": sum(len(x) for x in dataset["input_ids"])}
 
 
@@ -446,7 +446,7 @@ def train_plain(model_path: str, records: list[dict], hp: dict, device: str) -> 
         from peft import prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
 
-        # As react.finetune.load_model_for_training: the preset's compute dtype on a GPU, float32 on a CPU.
+        # As react.training.finetune.load_model_for_training: the preset's compute dtype on a GPU, float32 on a CPU.
         compute = getattr(torch, hp["bnb_4bit_compute_dtype"]) if device == "cuda" else torch.float32
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=hp["bnb_4bit_quant_type"], bnb_4bit_compute_dtype=compute,

@@ -2,7 +2,7 @@
 
 Generates a corpus of ``--n-paragraphs`` paragraphs (default 5 million, about the
 size of the HotPotQA full-wiki abstracts) shaped like the project's real corpus,
-builds its index with the project's own ``react.wiki.build_index`` and measures,
+builds its index with the project's own ``react.search.index.build_index`` and measures,
 through the public API the agent uses (``WikiEnv.step``, ``Corpus.page``,
 ``Corpus.similar``):
 
@@ -353,7 +353,7 @@ def generate(out: Path, n: int, seed: int, profile: dict[str, Any]) -> dict[str,
 
 def make_queries(corpus: Path, n: int, seed: int) -> dict[str, list[str]]:
     """Exact-title Searches (some re-spaced or re-cased), misses for the Similar fallback, Lookup pages."""
-    from react.wiki import normalize_title
+    from react.search.index import normalize_title
 
     titles = pq.read_table(corpus, columns=["title"]).column("title").to_pylist()
     keys = {normalize_title(t) for t in titles}
@@ -434,7 +434,7 @@ def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
 def phase_build(args: argparse.Namespace) -> dict[str, Any]:
     import logging
 
-    from react.wiki import build_index
+    from react.search.index import build_index
 
     events = []
 
@@ -442,8 +442,8 @@ def phase_build(args: argparse.Namespace) -> dict[str, Any]:
         def emit(self, record: logging.LogRecord) -> None:
             events.append([round(time.perf_counter() - t0, 2), record.getMessage()])
 
-    logging.getLogger("react.wiki").addHandler(Recorder())
-    logging.getLogger("react.wiki").setLevel(logging.INFO)
+    logging.getLogger("react.search.index").addHandler(Recorder())
+    logging.getLogger("react.search.index").setLevel(logging.INFO)
     t0 = time.perf_counter()
     build_index(args.corpus, args.index)
     return {"build_s": time.perf_counter() - t0, "log": events}
@@ -457,7 +457,7 @@ def phase_queries(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_measure(args: argparse.Namespace) -> dict[str, Any]:
-    from react.wiki import Corpus, WikiEnv
+    from react.search.index import Corpus, WikiEnv
 
     queries = json.loads(Path(args.queries_file).read_text())
     before = proc_status()
@@ -572,7 +572,7 @@ def phase_legacy_measure(args: argparse.Namespace) -> dict[str, Any]:
     out["corpus_page"], _ = time_calls(corpus.page, queries["exact"])
     out["corpus_similar"], similar = time_calls(corpus.similar, queries["similar"])
     out["peak_rss_legacy_bytes"] = proc_status()["VmHWM"]
-    from react.wiki import Corpus
+    from react.search.index import Corpus
 
     new = Corpus.load(args.corpus, args.index)
     out["differs_from_new"] = sum(new.similar(q) != s for q, s in zip(queries["similar"], similar, strict=True))
@@ -583,7 +583,7 @@ def phase_bm25s_retrieve(args: argparse.Namespace) -> dict[str, Any]:
     """bm25s's own top-k (retrieve, numpy and numba backends) over the same index files."""
     import bm25s
 
-    from react.wiki import Corpus, _query_terms, _stemmer
+    from react.search.index import Corpus, _query_terms, _stemmer
 
     stemmer = _stemmer()
     corpus = Corpus.load(args.corpus, args.index)
@@ -612,7 +612,7 @@ def phase_bm25s_retrieve(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_titles_only(args: argparse.Namespace) -> dict[str, Any]:
     """BM25 over titles only (an index ~15x smaller): faster, but it lists other titles."""
-    from react.wiki import Corpus, _BM25Builder
+    from react.search.index import Corpus, _BM25Builder
 
     queries = design_queries(args)["similar"]
     corpus = Corpus.load(args.corpus, args.index)
@@ -634,7 +634,7 @@ def phase_titles_only(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_pages_in_memory(args: argparse.Namespace) -> dict[str, Any]:
     """The pages read from the Parquet file into memory instead of memory-mapped from the index."""
-    from react.wiki import _BM25, Corpus, _TitleKeys
+    from react.search.index import _BM25, Corpus, _TitleKeys
 
     queries = design_queries(args)["exact"]
     t0 = time.perf_counter()

@@ -99,7 +99,7 @@ def run_once(args: argparse.Namespace, label: str, scratch: Path) -> dict:
     env.pop("REACT_CPU_LIMIT", None)
     if off:
         env["REACT_CPU_LIMIT"] = "off"
-    cmd = [sys.executable, "-m", "snakemake", f"results/finetune/{RUN}/loss.parquet", "-s", str(PROJECT / "Snakefile"),
+    cmd = [sys.executable, "-m", "snakemake", f"results/finetune/{RUN}/loss.parquet", "-s", str(PROJECT / "workflow/Snakefile"),
            "-d", str(workdir), "--configfile", str(config), "--cores", str(cores), "--allowed-rules", "finetune"]
     waited = time.monotonic()
     while os.getloadavg()[0] >= args.max_load and time.monotonic() - waited < args.wait_max:

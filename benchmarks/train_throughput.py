@@ -3,7 +3,7 @@
 Same model, data and hyperparameters as the pipeline's default finetune (SmolLM2-135M on
 ``results/datasets/oracle-train.jsonl``, ``preset: cpu``: LoRA r 16, batch 2 x 2
 accumulation, max length 1024, lr 2e-4, fp32, one epoch), trained through
-``react.finetune.make_trainer`` in variants that differ only in how examples are batched:
+``react.training.finetune.make_trainer`` in variants that differ only in how examples are batched:
 
   baseline         padded micro-batches (right padding to the longer example), random order
   group_by_length  transformers' ``train_sampling_strategy="group_by_length"``: each step's
@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also score each adapter on the whole training set (a forward per example: minutes)")
     p.add_argument("--trajectories", default="results/trajectories/oracle/train",
                    help="the oracle teacher's episode shards the dataset was built from")
-    p.add_argument("--instruction", default="config/prompts/react_instruction.txt")
+    p.add_argument("--instruction", default="package:prompts/instruction.txt")
     p.add_argument("--eval-split", default="results/data/hotpotqa/dev.parquet")
     p.add_argument("--max-load", type=float, default=1.2, help="wait for the 1-min load average to drop below this")
     p.add_argument("--wait-max", type=float, default=1200, help="seconds to wait for it before the first run")
@@ -142,7 +142,7 @@ def build_heldout(args: argparse.Namespace, tmp: Path) -> tuple[Path | None, dic
     """The next ``args.heldout`` examples after the training set's in the dataset builder's seeded order."""
     if args.heldout <= 0:
         return None, {"n": 0}
-    from react.dataset import build_dataset
+    from react.data.training_sets import build_dataset
     from react.io import iter_jsonl
 
     shards = sorted(str(p) for p in Path(args.trajectories).glob("*.parquet"))
@@ -411,7 +411,7 @@ def worker(spec: dict, out_path: Path) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from react.finetune import make_trainer, read_records, resolve_hyperparameters, tokenize_records
+    from react.training.finetune import make_trainer, read_records, resolve_hyperparameters, tokenize_records
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(spec["threads"])

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from tiny_model import PROJECT, build_tiny_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from react.inference.backends import Generation, Sampling
+from react.paths import set_project_dir
 
-from tiny_model import PROJECT, build_tiny_model  # noqa: E402
-
-from react.backends import Generation, Sampling  # noqa: E402
+# Tests run the library as the workflow does: relative config paths are read from the
+# working directory, else from the project (what workflow/rules/common.smk says too).
+set_project_dir(PROJECT)
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +20,10 @@ def project_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def prompt_prefix() -> str:
-    from react.prompts import REACT_PROMPT, read_prompt
+    from react.agent.prompts import read_prompt
+    from react.config.validate import load_schema
 
-    return read_prompt(REACT_PROMPT)
+    return read_prompt(load_schema()["properties"]["prompt"]["default"])
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +50,7 @@ class ScriptedBackend:
         return [len(t) // 4 for t in texts]
 
     def generate(self, prompts, stop, sampling: Sampling, seeds):
-        from react.parsing import truncate_at_stop
+        from react.agent.parsing import truncate_at_stop
 
         self.calls.append(list(prompts))
         if any(self.fail(p) for p in prompts):

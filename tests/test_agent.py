@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from react.agent import AgentConfig, Task, episode_row, run_agent
-from react.backends import Sampling, TransformersBackend
+from react.agent.loop import AgentConfig, Task, episode_row, run_agent
+from react.inference.backends import Sampling, TransformersBackend
 from react.schemas import EPISODE_SCHEMA
-from react.wiki import Corpus, WikiEnv
+from react.search.index import Corpus, WikiEnv
 
 PAGES = {
     "Milhouse": [

@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from react.backends import ModelLoadError, Sampling, TransformersBackend, make_backend
+from react.inference.backends import ModelLoadError, Sampling, TransformersBackend, make_backend
 
 GREEDY = Sampling(max_new_tokens=24)
 
@@ -63,7 +63,7 @@ def test_unknown_backend():
 @pytest.mark.vllm
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
 def test_vllm_matches_transformers_greedy(tiny_model, hf, prompts):
-    from react.backends import VLLMBackend
+    from react.inference.backends import VLLMBackend
 
     vllm = VLLMBackend(str(tiny_model), "tiny", max_model_len=8192, kv_cache_gib=1)
     try:

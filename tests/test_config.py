@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from react.config import ConfigError, load_config, validate_config
+from react.config.validate import ConfigError, load_config, validate_config
 
 
 @pytest.fixture
@@ -170,15 +170,15 @@ def test_resources_are_checked_by_key(default):
 
 
 def test_prompt_recipe_problems_are_named(default, tmp_path):
-    default["prompt"] = {"instruction": "config/prompts/react/instruction.txt",
-                         "examples": "config/prompts/react/prompts_naive.json", "key": "webthink_simple7"}
+    default["prompt"] = {"instruction": "package:prompts/react/instruction.txt",
+                         "examples": "package:prompts/react/prompts_naive.json", "key": "webthink_simple7"}
     check(default, "config key 'prompt'", "prompts_naive.json: no string under key 'webthink_simple7'",
           "webthink_simple6")
     broken = tmp_path / "broken.json"
     broken.write_text('{"a": 1,\n')
-    default["prompt"] = {"instruction": "config/prompts/react/instruction.txt", "examples": str(broken), "key": "a"}
+    default["prompt"] = {"instruction": "package:prompts/react/instruction.txt", "examples": str(broken), "key": "a"}
     check(default, "config key 'prompt'", "broken.json: not valid JSON (line 2")
-    default["prompt"] = {"instruction": "config/prompts/react/instruction.txt", "examples": str(broken)}
+    default["prompt"] = {"instruction": "package:prompts/react/instruction.txt", "examples": str(broken)}
     check(default, "config key 'prompt'")  # examples without a key
     default["prompt"] = "config/prompts/missing.txt"
     check(default, "config key 'prompt'", "missing.txt: file not found")
@@ -192,7 +192,7 @@ def test_protocol_is_react_unless_asked(default):
 
 
 def test_readme_configuration_reference_is_generated_from_the_schema(project_dir):
-    from react.config_reference import readme_section, reference_markdown
+    from react.config.reference import readme_section, reference_markdown
 
     section = readme_section((project_dir / "README.md").read_text(encoding="utf-8"))
     assert section is not None, "README.md lacks the generated configuration reference"
@@ -218,7 +218,7 @@ def test_schema_uses_only_json_schema_keywords(project_dir):
             for item in node:
                 walk(item, path)
 
-    walk(yaml.safe_load((project_dir / "config/schema.yaml").read_text()), "")
+    walk(yaml.safe_load((project_dir / "src/react/config/schema.yaml").read_text()), "")
     assert not stray
 
 

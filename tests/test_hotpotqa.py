@@ -1,4 +1,4 @@
-"""react.hotpotqa: the three sources, bad input, and the ReAct question sample (real data, no network)."""
+"""react.data.hotpotqa: the three sources, bad input, and the ReAct question sample (real data, no network)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from react import hotpotqa
+import react.data.hotpotqa as hotpotqa
 from react.io import DataFileError, read_parquet, read_provenance, sha256_file
 from react.schemas import SPLIT_SCHEMA
 

@@ -1,4 +1,4 @@
-"""react.imports: FireAct and xz56/react-llama trajectories as episode rows (real samples, no network)."""
+"""react.data.imports: FireAct and xz56/react-llama trajectories as episode rows (real samples, no network)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from react import hotpotqa
-from react.dataset import split_trajectory
-from react.imports import (
+import react.data.hotpotqa as hotpotqa
+from react.agent.metrics import normalize_answer
+from react.data.imports import (
     FIREACT_MODEL,
     REACT_LLAMA_MODEL,
     import_fireact,
@@ -20,8 +20,8 @@ from react.imports import (
     import_react_llama,
     write_import,
 )
+from react.data.training_sets import split_trajectory
 from react.io import DataFileError, read_parquet, read_provenance, sha256_file, write_parquet
-from react.metrics import normalize_answer
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -10,11 +10,11 @@ import pytest
 from test_wiki_live import recorded_wikipedia
 from test_workflow import snakemake, tiny_config
 
-from react.agent import AgentConfig, Task, run_agent
-from react.evaluation import write_episodes
+from react.agent.loop import AgentConfig, Task, run_agent
+from react.environment.wikis import open_wiki
 from react.io import read_parquet, read_provenance
+from react.pipeline.evaluate import write_episodes
 from react.schemas import EPISODE_SCHEMA
-from react.wikis import open_wiki
 
 
 @pytest.fixture(autouse=True)

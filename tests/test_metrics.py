@@ -1,6 +1,6 @@
 import pytest
 
-from react.metrics import exact_match, f1_score, normalize_answer
+from react.agent.metrics import exact_match, f1_score, normalize_answer
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from react.backends import ModelLoadError, Sampling, TransformersBackend, available_cpus, make_backend
-from react.openai_backend import OpenAIBackend, ServerError
+from react.inference.backends import (
+    ModelLoadError,
+    Sampling,
+    TransformersBackend,
+    available_cpus,
+    make_backend,
+)
+from react.inference.openai import OpenAIBackend, ServerError
 
 GREEDY = Sampling(max_new_tokens=24)
 SERVER_START_LIMIT_S = 240

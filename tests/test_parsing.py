@@ -1,6 +1,6 @@
 import pytest
 
-from react.parsing import parse_action, split_completion, truncate_at_stop
+from react.agent.parsing import parse_action, split_completion, truncate_at_stop
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from react.agent import AgentConfig, Task, episode_row, run_agent
+from react.agent.loop import AgentConfig, Task, episode_row, run_agent
 from react.io import write_parquet
-from react.plots import (
+from react.results.plots import (
     plot_em,
     plot_finish_reasons,
     plot_losses,
@@ -22,9 +22,9 @@ from react.plots import (
     read_losses,
     write_table_html,
 )
-from react.report import build_results
+from react.results.tables import build_results
 from react.schemas import EPISODE_SCHEMA, FINISH_REASONS
-from react.wiki import Corpus, WikiEnv
+from react.search.index import Corpus, WikiEnv
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_STEPS = 4
@@ -209,7 +209,7 @@ def test_rule_draws_loss_curves_only_when_a_finetune_run_is_evaluated(project_di
 
 
 def test_script_writes_every_output_of_the_rule(results, project_dir):
-    """scripts/make_plots.py as Snakemake runs it (its `snakemake` object faked), in a child process."""
+    """workflow/scripts/make_plots.py as Snakemake runs it (its `snakemake` object faked), in a child process."""
     import subprocess
     import sys
 
@@ -221,11 +221,10 @@ def test_script_writes_every_output_of_the_rule(results, project_dir):
     outputs["table_html"] = str(tmp / "plots/table.html")
     driver = f"""
 import runpy, sys, types
-sys.path.insert(0, {str(project_dir / "scripts")!r})
 ns = types.SimpleNamespace
 snakemake = ns(input=ns(db={str(db)!r}, losses=[{str(loss)!r}]), output=ns(**{outputs!r}),
                params=ns(runs=["base-react"]), log=[{str(tmp / "plots.log")!r}], rule="plots")
-runpy.run_path({str(project_dir / "scripts/make_plots.py")!r}, init_globals={{"snakemake": snakemake}})
+runpy.run_path({str(project_dir / "workflow/scripts/make_plots.py")!r}, init_globals={{"snakemake": snakemake}})
 """
     result = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:] + (tmp / "plots.log").read_text()[-3000:]
@@ -237,7 +236,7 @@ runpy.run_path({str(project_dir / "scripts/make_plots.py")!r}, init_globals={{"s
 # --------------------------------------------------------------------------- the workflow and its report
 
 
-# A phrase of each caption (report/*.rst); the workflow's description with the tiny config's numbers filled in.
+# A phrase of each caption (workflow/report/*.rst); the workflow's description with the tiny config's numbers filled in.
 CAPTIONS = [
     "open language models as ReAct agents on HotPotQA",
     "Each model answers the same 3 questions of the",

@@ -13,9 +13,9 @@ import torch
 from numerics import assert_as_close_as_float32_allows
 from transformers import AutoModelForCausalLM
 
-from react.agent import AgentConfig, Task, run_agent
-from react.backends import Sampling, TransformersBackend
-from react.wiki import Corpus, WikiEnv
+from react.agent.loop import AgentConfig, Task, run_agent
+from react.inference.backends import Sampling, TransformersBackend
+from react.search.index import Corpus, WikiEnv
 
 GREEDY = Sampling(max_new_tokens=24)
 STEPS = [

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from react.config import ConfigError, load_config, validate_config
-from react.corpus_sources import ABSTRACTS_2017
-from react.hotpotqa import load_jsonl_files
+from react.config.validate import ConfigError, load_config, validate_config
+from react.data.hotpotqa import load_jsonl_files
 from react.io import read_parquet
 from react.schemas import SPLIT_SCHEMA
+from react.search.sources import ABSTRACTS_2017
 
 PROJECT = Path(__file__).resolve().parent.parent
 PAPER = PROJECT / "config" / "paper.yaml"
@@ -22,7 +22,7 @@ PAPER = PROJECT / "config" / "paper.yaml"
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args, "-s", str(PROJECT / "Snakefile"), "-d", str(workdir),
+        [sys.executable, "-m", "snakemake", *args, "-s", str(PROJECT / "workflow/Snakefile"), "-d", str(workdir),
          "--configfile", str(PAPER)],
         capture_output=True, text=True, timeout=600,
     )
@@ -132,7 +132,7 @@ def test_paper_jobs_ask_for_gpus_only_where_models_run(paper_plan):
 def test_paper_sample_is_reacts_500_of_all_7405_dev_questions(tmp_path):
     result = snakemake(tmp_path, "results/data/hotpotqa/dev.parquet", "--cores", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    from react.evaluation import load_tasks
+    from react.pipeline.evaluate import load_tasks
 
     table = read_parquet(tmp_path / "results/data/hotpotqa/dev.parquet", SPLIT_SCHEMA)
     assert table.num_rows == 7405

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-from react.agent import AgentConfig, Task, run_agent
-from react.evaluation import progress_logger
-from react.wiki import Corpus, WikiEnv
+from react.agent.loop import AgentConfig, Task, run_agent
+from react.pipeline.evaluate import progress_logger
+from react.search.index import Corpus, WikiEnv
 
 CORPUS = Corpus.from_paragraphs({"Milhouse": ["Milhouse was named after Richard Nixon."]})
 TASKS = [Task(f"q{i}", f"Who was Milhouse named after? ({i})", "Richard Nixon", "dev") for i in range(6)]
@@ -21,10 +21,10 @@ def script(prompt, stop):
 
 
 def test_log_file_gets_one_line_per_step_with_the_running_em(scripted, caplog, capsys):
-    with caplog.at_level(logging.INFO, logger="react.evaluation"):
+    with caplog.at_level(logging.INFO, logger="react.pipeline.evaluate"):
         run_agent(TASKS, scripted(script), lambda protocol: WikiEnv(CORPUS, protocol), "P\n", AgentConfig(),
                   on_step=progress_logger(len(TASKS), time.perf_counter(), bar=False))
-    lines = [r.getMessage() for r in caplog.records if r.name == "react.evaluation"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "react.pipeline.evaluate"]
     assert len(lines) == 2  # two agent steps, not one line per question
     assert lines[-1].startswith("step 2: 6/6 episodes done, 2 correct so far (EM 33.3% of done)")
     assert "\r" not in capsys.readouterr().err

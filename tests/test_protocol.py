@@ -12,19 +12,24 @@ import gzip
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import pytest
 
-from react.agent import AgentConfig, Task, episode_row, run_agent
-from react.config import load_schema
-from react.io import PROJECT_DIR
-from react.metrics import normalize_answer
-from react.prompts import REACT_PROMPT, read_prompt
-from react.protocol import ActionCrash, env_action, parse_react_action, prompt_observation
-from react.wiki import Corpus, WikiEnv
+import react
+from react.agent.loop import AgentConfig, Task, episode_row, run_agent
+from react.agent.metrics import normalize_answer
+from react.agent.prompts import read_prompt
+from react.agent.protocol import ActionCrash, env_action, parse_react_action, prompt_observation
+from react.config.validate import load_schema
+from react.paths import resolve_path
+from react.search.index import Corpus, WikiEnv
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 INSTRUCTION_SHA256 = "e876b72e2e1682222edbc4277ce1a0c32317363a0067c33f43b4dd6bdb756d85"
 WEBTHINK_SIMPLE6_SHA256 = "eaaf8cea09f27f1080eba6df63bb8a744bb84be09acee6c7f81a9d2f9619fb12"
+REACT_PROMPT = load_schema()["properties"]["prompt"]["default"]  # the shipped files, by the schema's default
 
 
 def sha256(text: str) -> str:
@@ -35,8 +40,8 @@ def sha256(text: str) -> str:
 
 
 def test_the_default_prompt_is_the_notebooks_instruction_plus_webthink_simple6():
-    instruction = (PROJECT_DIR / REACT_PROMPT["instruction"]).read_text(encoding="utf-8")
-    examples = json.loads((PROJECT_DIR / REACT_PROMPT["examples"]).read_text(encoding="utf-8"))["webthink_simple6"]
+    instruction = resolve_path(REACT_PROMPT["instruction"]).read_text(encoding="utf-8")
+    examples = json.loads(resolve_path(REACT_PROMPT["examples"]).read_text(encoding="utf-8"))["webthink_simple6"]
     assert sha256(instruction) == INSTRUCTION_SHA256
     assert sha256(examples) == WEBTHINK_SIMPLE6_SHA256
     prompt = read_prompt(REACT_PROMPT)
@@ -45,7 +50,7 @@ def test_the_default_prompt_is_the_notebooks_instruction_plus_webthink_simple6()
     # and the dashes the original file carries mis-encoded (the paper's models saw these bytes).
     assert "Here are some examples.\n\nQuestion: What is the elevation range" in prompt
     assert "three types: \n(1)" in prompt and "\u00e2\u0080\u0093" in prompt
-    assert load_schema()["properties"]["prompt"]["default"] == REACT_PROMPT
+    assert resolve_path(REACT_PROMPT["instruction"]).is_relative_to(Path(react.__file__).parent)  # package data
 
 
 # --------------------------------------------------------------------------- a reference webthink
@@ -143,7 +148,7 @@ def webthink(question: str, gold: str, corpus: Corpus, prefix: str, llm) -> tupl
 
 @pytest.fixture(scope="module")
 def dev_rows() -> list[dict]:
-    with gzip.open(PROJECT_DIR / "resources/hotpotqa/dev_distractor.jsonl.gz", "rt", encoding="utf-8") as fh:
+    with gzip.open(PROJECT / "resources/hotpotqa/dev_distractor.jsonl.gz", "rt", encoding="utf-8") as fh:
         rows = [json.loads(line) for line, _ in zip(fh, range(400))]
     spaced = [r for r in rows if r["question"] != r["question"].strip()][:3]
     plain = [r for r in rows if r["question"] == r["question"].strip()][:2]

@@ -6,11 +6,11 @@ import math
 import duckdb
 import pytest
 
-from react.agent import AgentConfig, Task, episode_row, run_agent
+from react.agent.loop import AgentConfig, Task, episode_row, run_agent
 from react.io import DataFileError, write_parquet
-from react.report import build_results
+from react.results.tables import build_results
 from react.schemas import EPISODE_SCHEMA
-from react.wiki import Corpus, WikiEnv
+from react.search.index import Corpus, WikiEnv
 
 
 def eval_file(path, scripted, model, answers):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from react.agent import AgentConfig, Task, run_agent
-from react.config import validate_config
-from react.evaluation import backend_options
-from react.wiki import Corpus, WikiEnv
+from react.agent.loop import AgentConfig, Task, run_agent
+from react.config.validate import validate_config
+from react.pipeline.evaluate import backend_options
+from react.search.index import Corpus, WikiEnv
 
 PROJECT = Path(__file__).resolve().parent.parent
 CODE_RUNNERS = {"eval", "exec", "compile", "__import__"}
@@ -21,7 +21,7 @@ UNSAFE_LOADS = {("pickle", "loads"), ("pickle", "load"), ("marshal", "loads"), (
 
 
 def python_sources():
-    return sorted([*(PROJECT / "react").rglob("*.py"), *(PROJECT / "scripts").glob("*.py")])
+    return sorted([*(PROJECT / "src/react").rglob("*.py"), *(PROJECT / "workflow/scripts").glob("*.py")])
 
 
 def test_no_code_ever_runs_text():
@@ -71,5 +71,5 @@ def test_remote_code_is_never_switched_on_in_code():
 
 
 def test_schema_default_for_remote_code_is_off(project_dir):
-    schema = yaml.safe_load((project_dir / "config/schema.yaml").read_text())
+    schema = yaml.safe_load((project_dir / "src/react/config/schema.yaml").read_text())
     assert schema["$defs"]["model"]["properties"]["trust_remote_code"]["default"] is False

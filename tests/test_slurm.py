@@ -105,7 +105,7 @@ def run_workflow(workdir: Path, config: dict, *args: str, targets=("results/tabl
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     command = ["timeout", "-s", "INT", "-k", "30", str(limit), sys.executable, "-m", "snakemake", *targets,
-               "--snakefile", str(PROJECT / "Snakefile"), "--directory", str(workdir),
+               "--snakefile", str(PROJECT / "workflow/Snakefile"), "--directory", str(workdir),
                "--configfile", str(path), "--profile", str(PROFILE), *args]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     start = time.monotonic()

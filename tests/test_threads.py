@@ -148,8 +148,7 @@ def test_a_job_log_names_its_threads_and_torch_uses_them(tmp_path, project_dir):
     code = textwrap.dedent(f"""
         import json, sys
         from types import SimpleNamespace
-        sys.path.insert(0, {str(project_dir)!r})
-        from react.workflow import logged
+        from react.pipeline.jobs import logged
         snakemake = SimpleNamespace(log=[{str(log)!r}], rule="finetune", threads=8)
         with logged(snakemake):
             import torch
@@ -167,13 +166,18 @@ def test_a_job_log_names_its_threads_and_torch_uses_them(tmp_path, project_dir):
 
 
 def test_scripts_limit_threads_before_numpy_loads(tmp_path, project_dir):
-    """scripts/_project.py, which every script imports first, sets the variables OpenBLAS reads when numpy loads."""
+    """react.pipeline.jobs.start, which every script calls first, sets the variables OpenBLAS reads when numpy loads."""
+    for script in (project_dir / "workflow/scripts").glob("*.py"):
+        text = script.read_text()
+        first_code = text.split('"""', 2)[2].lstrip().splitlines()[:3]
+        assert first_code[0].startswith("from react.pipeline.jobs import") and first_code[2].startswith("start("), script
     code = textwrap.dedent(f"""
         import json, os, sys
         from types import SimpleNamespace
-        snakemake = SimpleNamespace(threads=64, log=[], rule="x")  # as Snakemake's preamble defines it
-        sys.path.insert(0, {str(project_dir / "scripts")!r})
-        import _project
+        snakemake = SimpleNamespace(threads=64, log=[], rule="x",  # as Snakemake's preamble defines it
+                                    scriptdir={str(project_dir / "workflow/scripts")!r})
+        from react.pipeline.jobs import start
+        start(snakemake)
         print(json.dumps({{"numpy": "numpy" in sys.modules, "threads": snakemake.threads,
                           "env": {{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}}}))
     """)

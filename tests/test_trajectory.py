@@ -2,7 +2,7 @@
 
 import pytest
 
-from react.trajectory import (
+from react.agent.trajectory import (
     TrajectoryFormatError,
     final_answer,
     format_step,
@@ -74,10 +74,11 @@ def test_parse_prefix_keeps_the_well_formed_steps_before_a_problem():
 
 
 def test_instruction_prompt_is_the_training_text_up_to_the_trajectory(project_dir):
-    from react.agent import question_prompt
-    from react.prompts import REACT_PROMPT, read_prefix
+    from react.agent.loop import question_prompt
+    from react.agent.prompts import read_prefix
+    from react.config.validate import load_schema
 
-    path = project_dir / "config/prompts/react_instruction.txt"
-    prompt = question_prompt(read_prefix("instruction", REACT_PROMPT, path), " Who? ", strip=True)
+    path = project_dir / "package:prompts/instruction.txt"
+    prompt = question_prompt(read_prefix("instruction", load_schema()["properties"]["prompt"]["default"], path), " Who? ", strip=True)
     trajectory = format_step(1, "t", "Finish[a]", "Episode finished.")
     assert training_text(path.read_text().rstrip("\n"), " Who? ", trajectory) == prompt + trajectory

@@ -16,11 +16,12 @@ import Stemmer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from react import wiki
+import react.search.index as wiki
+from react.agent.prompts import read_prompt
+from react.config.validate import load_schema
 from react.io import DataFileError, read_parquet, read_provenance, write_parquet
-from react.prompts import REACT_PROMPT, read_prompt
 from react.schemas import CORPUS_SCHEMA, SPLIT_SCHEMA
-from react.wiki import (
+from react.search.index import (
     INDEX_META,
     Corpus,
     WikiEnv,
@@ -32,7 +33,7 @@ from react.wiki import (
     normalize_title,
 )
 
-PROMPT = read_prompt(REACT_PROMPT)
+PROMPT = read_prompt(load_schema()["properties"]["prompt"]["default"])
 
 # The pages the prompt's examples observe, with the example observations as their text.
 PAGES = {
@@ -383,7 +384,7 @@ def test_any_action_text_never_raises(corpus, actions):
 
 
 def _bm25s_reference(paragraphs: dict[str, list[str]]) -> bm25s.BM25:
-    """The index as react.wiki built it before it streamed: bm25s's own, over NFKC title + text."""
+    """The index as react.search.index built it before it streamed: bm25s's own, over NFKC title + text."""
     texts = [unicodedata.normalize("NFKC", " ".join([t, *paragraphs[t]])) for t in sorted(paragraphs)]
     reference = bm25s.BM25()
     reference.index(bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False),

@@ -25,8 +25,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from react.protocol import EMPTY_PAGE, ActionCrash
-from react.wiki_live import (
+from react.agent.protocol import EMPTY_PAGE, ActionCrash
+from react.environment.live import (
     DEFAULT_USER_AGENT,
     MAX_DISAMBIGUATION,
     CachedResponse,

@@ -36,7 +36,7 @@ def snakemake(project_dir, workdir, config, *args, target="results/table.csv", e
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         # The target first: --configfile takes several values and would swallow it.
-        [*SNAKEMAKE, target, "-s", str(project_dir / "Snakefile"), "-d", str(workdir), "--cores", "2",
+        [*SNAKEMAKE, target, "-s", str(project_dir / "workflow/Snakefile"), "-d", str(workdir), "--cores", "2",
          "--configfile", str(path), *args],
         capture_output=True, text=True, env=env, timeout=900,
     )

@@ -14,9 +14,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 def training_texts(n_questions: int = 200) -> list[str]:
-    from react.prompts import REACT_PROMPT, read_prompt
+    from react.agent.prompts import read_prompt
+    from react.config.validate import load_schema
 
-    texts = [read_prompt(REACT_PROMPT)]
+    texts = [read_prompt(load_schema()["properties"]["prompt"]["default"])]
     with gzip.open(PROJECT / "resources/hotpotqa/dev_distractor.jsonl.gz", "rt") as fh:
         for i, line in enumerate(fh):
             if i >= n_questions:

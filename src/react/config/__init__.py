@@ -1,0 +1,1 @@
+"""Configuration: the schema (single source of defaults and checks), validation, typed settings, the reference."""

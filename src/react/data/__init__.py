@@ -1,0 +1,1 @@
+"""Data: HotPotQA splits, imported trajectories, the oracle teacher, training sets."""

@@ -1,0 +1,1 @@
+"""Inference engines behind one interface: transformers, vLLM, an OpenAI-compatible server; a registry."""

@@ -1,0 +1,1 @@
+"""Results: DuckDB tables (SQL in sql/), plots."""

@@ -1,0 +1,1 @@
+"""Finetuning: presets, tokenisation, the trainer, checkpoints and merging."""

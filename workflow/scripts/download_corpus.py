@@ -1,0 +1,10 @@
+"""Snakemake rule download_corpus: a corpus archive from its URL, checked by its md5/sha256."""
+
+from react.pipeline.jobs import logged, start
+
+start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
+
+from react.search.sources import download_archive
+
+with logged(snakemake):
+    download_archive(dict(snakemake.params.spec), snakemake.output[0])

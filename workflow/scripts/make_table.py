@@ -1,0 +1,19 @@
+"""Snakemake rule table: results/table.csv and results/results.duckdb from the evaluation files."""
+
+import json
+from pathlib import Path
+
+from react.pipeline.jobs import logged, start
+
+start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
+
+from react.results.tables import build_results
+
+with logged(snakemake):
+    finetuned = [
+        (model, info["base_model"], info["dataset"], json.loads(Path(info["manifest"]).read_text())["n_examples"])
+        for model, info in snakemake.params.finetuned.items()
+    ]
+    published = snakemake.input.published[0] if snakemake.input.published else None
+    build_results(list(snakemake.input.evals), published, snakemake.output.table, snakemake.output.db,
+                  finetuned=finetuned)
