@@ -28,6 +28,7 @@ inside the worker, as in workflow/scripts/evaluate.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -319,42 +320,46 @@ def worker(spec: dict, out_path: Path) -> None:
     """
     import logging
 
-    sys.path.insert(0, str(PROJECT))
+    sys.path.insert(0, str(PROJECT / "src"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # As workflow/scripts/evaluate.py: the library is imported here, never at the top of this file.
     from react.agent.loop import AgentConfig, question_prompt, run_agent
     from react.agent.prompts import read_prompt
+    from react.config.settings import agent_settings, engine_settings
     from react.config.validate import load_config
-    from react.environment.wikis import open_wiki
-    from react.inference.backends import Sampling, available_cpus, make_backend
-    from react.pipeline.evaluate import agent_config, backend_options, load_tasks
+    from react.environment.wikis import open_wiki, wiki_settings
+    from react.inference.base import Sampling
+    from react.inference.registry import ModelRef, start_engine
+    from react.pipeline.evaluate import load_tasks
+    from react.threads import affinity_cpus
 
     state = json.loads(out_path.read_text()) if out_path.exists() else {}
     config = load_config(PROJECT / spec["config"])
-    agent = agent_config(config["agent"])
+    agent = agent_settings(config["agent"])
     agent = AgentConfig(max_steps=spec["max_steps"], sampling=agent.sampling, seed=agent.seed, protocol=agent.protocol)
     evaluation = config["evaluation"]
     prefix = read_prompt(config["prompt"])
     tasks = load_tasks(PROJECT / spec["split"], evaluation["split"], spec["n_questions"], evaluation["seed"])
     corpus_name = evaluation["corpus"]
-    wiki = open_wiki(corpus_name, dict(config["corpus"][corpus_name]), PROJECT / spec["corpus"], PROJECT / spec["index"])
+    wiki = open_wiki(corpus_name, wiki_settings(corpus_name, config["corpus"][corpus_name]), PROJECT / spec["corpus"],
+                     PROJECT / spec["index"])
 
     model_spec = {"dtype": "float32", "quantization": "none", "trust_remote_code": False,
                   **{k: v for k, v in config["models"].get(Path(spec["model"]).name, {}).items()
                      if k in ("dtype", "quantization", "trust_remote_code")},
                   "backend": spec["backend"]}
-    options = backend_options(model_spec, config["backends"], len(available_cpus()))
+    settings = engine_settings(model_spec, config["backends"], affinity_cpus())
     if spec["backend"] == "vllm":
-        options["prefix_caching"] = spec["prefix_cache"]
+        settings = dataclasses.replace(settings, prefix_caching=spec["prefix_cache"])
     else:
-        options["prefix_cache"] = spec["prefix_cache"]
-        if spec["batch_size"]:
-            options["batch_size"] = spec["batch_size"]
+        settings = dataclasses.replace(settings, prefix_cache=spec["prefix_cache"],
+                                       batch_size=spec["batch_size"] or settings.batch_size)
+    options = dataclasses.asdict(settings)
 
     started = time.perf_counter()
-    backend = make_backend(spec["backend"], str(PROJECT / spec["model"]), Path(spec["model"]).name, options)
+    backend = start_engine(ModelRef(Path(spec["model"]).name, str(PROJECT / spec["model"]), spec["backend"], settings))
     # A one-token call so that no run pays for first-call allocations; counted as start-up.
     backend.generate(["Question: warm-up\nThought 1:"], ["\n"], Sampling(max_new_tokens=1), [0])
     engine_start_s = time.perf_counter() - started
@@ -450,7 +455,7 @@ def equality_check(backend, prompts: list[str]) -> dict:
     Prompts: step-1 prompts of some questions and the last prompts of the longest
     trajectories of the batched run (up to ~3k tokens), 100 greedy tokens each, no stop string.
     """
-    from react.inference.backends import Sampling
+    from react.inference.base import Sampling
 
     sampling = Sampling(max_new_tokens=100)
     print(f"   equality check on {len(prompts)} prompts", file=sys.stderr, flush=True)

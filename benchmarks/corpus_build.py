@@ -16,7 +16,7 @@ link. The archive is cached in the work folder and reused while its parameters h
 
 Then, each in its own process so that its peak memory is its own:
 
-* ``read``: ``react.search.sources.build_corpus`` on the archive (the reader the
+* ``read``: ``react.search.sources.registry.build_corpus`` on the archive (the reader the
   workflow's ``build_corpus`` rule runs, checksum check included) -> corpus Parquet;
 * ``index``: ``react.search.index.build_index`` on that file (the ``build_index`` rule);
 * ``check``: ``Corpus.load`` and a few hundred Searches through ``WikiEnv``.
@@ -49,7 +49,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
-sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(PROJECT / "src"))
 sys.path.insert(0, str(HERE))
 
 import search_scale  # noqa: E402 - the corpus generator and the machine facts
@@ -209,12 +209,13 @@ def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_read(args: argparse.Namespace) -> dict[str, Any]:
     from react.io import read_provenance
-    from react.search.sources import _threads, build_corpus
+    from react.search.sources.abstracts import HotpotqaAbstracts, _threads
+    from react.search.sources.registry import build_corpus
 
-    spec = {"source": "hotpotqa-abstracts", "path": args.archive, "md5": args.archive_md5}
+    source = HotpotqaAbstracts(url=None, path=args.archive, md5=args.archive_md5, sha256=None)
     t0 = time.perf_counter()
     events = _recorder(t0)
-    build_corpus(spec, args.corpus, {"step": "benchmark"})
+    build_corpus(source, args.corpus, {"step": "benchmark"})
     provenance = read_provenance(args.corpus)
     return {"read_s": time.perf_counter() - t0, "log": events, "threads": _threads(),
             "rows": provenance["n_rows"], "empty_pages": provenance["n_empty_pages"]}
@@ -232,7 +233,8 @@ def phase_index(args: argparse.Namespace) -> dict[str, Any]:
 def phase_check(args: argparse.Namespace) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from react.search.index import Corpus, WikiEnv
+    from react.environment.offline import WikiEnv
+    from react.search.index import Corpus
 
     t0 = time.perf_counter()
     corpus = Corpus.load(args.corpus, args.index)

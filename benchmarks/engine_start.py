@@ -3,7 +3,7 @@
 Issue 12: the engine took 99 s to start on a 2-vCPU AMD EPYC (24 s on a faster machine).
 Each configuration runs in a fresh process started as Snakemake starts the evaluate job
 (``OMP_NUM_THREADS`` and the BLAS variables set to ``--omp``), through the project's
-backend (react.inference.backends.make_backend with the config's vLLM options), and reports:
+engine (react.inference.registry.start_engine with the config's vLLM options), and reports:
 
   import_s        ``from vllm import LLM`` in the job's process
   construct_s     ``LLM(...)``: engine core and worker processes spawned (each imports
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def worker(spec: dict) -> None:
     """One engine start, in the job's own process (as workflow/scripts/evaluate.py runs it)."""
     t0 = time.perf_counter()
-    sys.path.insert(0, str(PROJECT))
+    sys.path.insert(0, str(PROJECT / "src"))
     from types import SimpleNamespace
 
     from react.threads import limit_job_threads
@@ -74,8 +74,7 @@ def worker(spec: dict) -> None:
     import yaml
 
     config = yaml.safe_load((PROJECT / spec["config"]).read_text())
-    options = {"dtype": "float32", "threads": job.threads, "quantization": None, "trust_remote_code": False,
-               **config["backends"]["vllm"]}
+    options = {"threads": job.threads, **config["backends"]["vllm"]}
     if spec["kv_cache_gib"] is not None:
         options["kv_cache_gib"] = spec["kv_cache_gib"]
     if spec["max_model_len"] is not None:
@@ -89,10 +88,13 @@ def worker(spec: dict) -> None:
 
     import_s = time.perf_counter() - t
     print(f"PHASE {time.perf_counter() - t0:.3f} import vllm {import_s:.2f}", flush=True)
-    from react.inference.backends import Sampling, make_backend
+    from react.config.settings import default_engine_settings
+    from react.inference.base import Sampling
+    from react.inference.registry import ModelRef, start_engine
 
+    settings = default_engine_settings("vllm", **options)  # the schema's defaults, as a model entry gets them
     t = time.perf_counter()
-    backend = make_backend("vllm", str(spec["model"]), "engine-start", options)
+    backend = start_engine(ModelRef("engine-start", str(spec["model"]), "vllm", settings))
     construct_s = time.perf_counter() - t
     print(f"PHASE {time.perf_counter() - t0:.3f} LLM() {construct_s:.2f}", flush=True)
     t = time.perf_counter()

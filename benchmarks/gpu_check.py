@@ -10,11 +10,11 @@ replaced, and the output says what and why (``notes``):
    lockstep, as the pipeline runs (the code and the comparison of
    benchmarks/agent_speed.py): wall time, the ratio (a)/(b), and how often (a) and (b)
    give the same prediction and the same trajectory. The Wikipedia is the bundled
-   questions' own context paragraphs: react.search.index's WikiEnv with bm25s; without it a
+   questions' own context paragraphs: react.environment.offline's WikiEnv with bm25s; without it a
    stand-in that finds pages by exact title (no similar-title suggestions on a miss).
 2. lora / qlora: a short finetune; median step time (first step left out) and peak
    memory (``torch.cuda.max_memory_allocated``; peak RSS on a CPU). With trl (and
-   datasets): the project's own trainer (react.training.finetune.make_trainer). Without: a plain
+   datasets): the project's own trainer (react.training.trainer.make_trainer). Without: a plain
    torch/peft loop with the same LoRA shape, batch and optimizer, labelled as such.
    QLoRA needs bitsandbytes.
 
@@ -53,9 +53,13 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from react.training.presets import Hyperparameters
 
 PROJECT = Path(__file__).resolve().parent.parent
-for path in (PROJECT, PROJECT / "benchmarks", PROJECT / "tests"):
+for path in (PROJECT / "src", PROJECT / "benchmarks", PROJECT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
@@ -153,16 +157,16 @@ def load_config(path: Path) -> dict:
 
 def few_shot_prompt(config: dict) -> str:
     """The config's few-shot prompt: one text file, or ReAct's recipe that react.agent.prompts assembles."""
-    spec = config.get("prompt", "config/prompts/react_hotpotqa.txt")
-    if isinstance(spec, str):
-        return (PROJECT / spec).read_text(encoding="utf-8")
     from react.agent.prompts import read_prompt
+    from react.config.validate import load_schema
 
-    return read_prompt(spec)
+    return read_prompt(config.get("prompt") or load_schema()["properties"]["prompt"]["default"])
 
 
 def training_instruction(config: dict) -> str:
-    path = PROJECT / config.get("instruction", "package:prompts/instruction.txt")
+    from react.paths import resolve_path
+
+    path = resolve_path(config.get("instruction", "package:prompts/instruction.txt"))
     return path.read_text(encoding="utf-8").rstrip("\n") if path.is_file() else ""
 
 
@@ -210,7 +214,7 @@ def prepare_model(choice: str, device: str, workdir: Path, notes: Notes) -> tupl
 
 
 class TitleEnv:
-    """Search by exact (case-insensitive) title, Lookup, Finish: a stand-in for react.search.index.WikiEnv without bm25s."""
+    """Search by exact (case-insensitive) title, Lookup, Finish: a stand-in for react.environment.offline.WikiEnv without bm25s."""
 
     def __init__(self, pages: dict[str, list[str]]):
         self.pages = {title.lower(): sentences for title, sentences in pages.items()}
@@ -273,12 +277,13 @@ def title_env_factory(pages: dict[str, list[str]]):
 def make_env_factory(pages: dict[str, list[str]], notes: Notes):
     """``make_env`` for run_agent (which passes the prompt's protocol where the project has one)."""
     try:
-        from react.search.index import Corpus, WikiEnv
+        from react.environment.offline import WikiEnv
+        from react.search.index import Corpus
 
         corpus = Corpus.from_paragraphs(pages)
-        return (lambda *protocol: WikiEnv(corpus, *protocol)), "react.search.index.WikiEnv over the questions' context paragraphs"
+        return (lambda *protocol: WikiEnv(corpus, *protocol)), "react.environment.offline.WikiEnv over the questions' context paragraphs"
     except ImportError as exc:
-        notes(f"wiki: react.search.index does not import ({exc}); a stand-in environment finds pages by exact title, "
+        notes(f"wiki: react.environment.offline does not import ({exc}); a stand-in environment finds pages by exact title, "
               "without similar-title suggestions on a miss")
         return title_env_factory(pages), "stand-in: exact-title Search, Lookup, Finish (no bm25s)"
 
@@ -289,7 +294,9 @@ def check_agent(args: argparse.Namespace, config: dict, model_path: str, device:
     from agent_speed import LoadSampler, Meter, agreement, episode_record
 
     from react.agent.loop import AgentConfig, Task, run_agent
-    from react.inference.backends import Sampling, TransformersBackend
+    from react.config.settings import default_engine_settings
+    from react.inference.base import Sampling
+    from react.inference.transformers import TransformersBackend
 
     prefix = few_shot_prompt(config)
     items, pages = bundled_questions(args.n_questions)
@@ -305,7 +312,8 @@ def check_agent(args: argparse.Namespace, config: dict, model_path: str, device:
     batch_size = args.batch_size or config.get("backends", {}).get("transformers", {}).get("batch_size", 8)
 
     started = time.perf_counter()
-    backend = TransformersBackend(model_path, "gpu-check", dtype=dtype, device=device, batch_size=batch_size)
+    settings = default_engine_settings("transformers", dtype=dtype, device=device, batch_size=batch_size)
+    backend = TransformersBackend(model_path, "gpu-check", settings)
     backend.generate(["Question: warm-up\nThought 1:"], ["\n"], Sampling(max_new_tokens=1), [0])
     start_s = time.perf_counter() - started
     runs = {}
@@ -390,29 +398,30 @@ def peak_memory(device: str) -> dict:
             "note": "CPU: peak RSS of the whole process so far"}
 
 
-def hyperparameters(method: str, device: str, steps: int) -> dict:
-    from react.training.finetune import resolve_hyperparameters
+def hyperparameters(method: str, device: str, steps: int) -> Hyperparameters:
+    from react.training.presets import Hyperparameters
 
     # LoRA: the pipeline's CPU preset (the default run's finetune); QLoRA: the article's preset.
-    hp = resolve_hyperparameters("cpu" if method == "lora" else "paper", {})
-    hp.update(max_steps=steps, save_steps=steps + 1000, logging_steps=1, warmup_steps=0)
+    hp = Hyperparameters.from_preset("cpu" if method == "lora" else "paper", {})
+    hp = dataclasses.replace(hp, max_steps=steps, save_steps=steps + 1000, logging_steps=1, warmup_steps=0)
     if device == "cuda":
-        hp["bf16"], hp["fp16"] = True, False
-    elif hp["optim"].startswith("paged_"):
-        hp["optim"] = "adamw_torch"  # paged optimizers need CUDA
+        hp = dataclasses.replace(hp, bf16=True, fp16=False)
+    elif hp.optim.startswith("paged_"):
+        hp = dataclasses.replace(hp, optim="adamw_torch")  # paged optimizers need CUDA
     return hp
 
 
-def train_with_trl(model_path: str, records: list[dict], hp: dict, device: str, workdir: Path) -> dict:
+def train_with_trl(model_path: str, records: list[dict], hp: Hyperparameters, device: str, workdir: Path) -> dict:
     from transformers import AutoTokenizer, TrainerCallback
 
-    from react.training.finetune import make_trainer, tokenize_records
+    from react.training.tokenize import tokenize_records
+    from react.training.trainer import make_trainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
-    dataset = tokenize_records(records, tokenizer, hp["max_length"], hp["mask_observations"])
+    dataset = tokenize_records(records, tokenizer, hp.max_length, hp.mask_observations)
     trainer = make_trainer(model_path, dataset.select_columns(["input_ids", "assistant_masks"]), workdir, hp,
                            tokenizer, device)
     clock = StepClock(device)
@@ -427,11 +436,11 @@ def train_with_trl(model_path: str, records: list[dict], hp: dict, device: str, 
     trainer.add_callback(Clock())
     _reset_peak(device)
     trainer.train()
-    return {"trainer": "react.training.finetune.make_trainer (trl SFTTrainer)", **clock.summary(), **peak_memory(device),
+    return {"trainer": "react.training.trainer.make_trainer (trl SFTTrainer)", **clock.summary(), **peak_memory(device),
             "tokens": sum(len(x) for x in dataset["input_ids"])}
 
 
-def train_plain(model_path: str, records: list[dict], hp: dict, device: str) -> dict:
+def train_plain(model_path: str, records: list[dict], hp: Hyperparameters, device: str) -> dict:
     """The same LoRA shape, batch and optimizer in a plain loop: labels = inputs on every real token."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -440,47 +449,47 @@ def train_plain(model_path: str, records: list[dict], hp: dict, device: str) -> 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if device == "cuda" and hp["bf16"] else torch.float32
+    dtype = torch.bfloat16 if device == "cuda" and hp.bf16 else torch.float32
     kwargs: dict = {"dtype": dtype}
-    if hp["method"] == "qlora":
+    if hp.method == "qlora":
         from peft import prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
 
-        # As react.training.finetune.load_model_for_training: the preset's compute dtype on a GPU, float32 on a CPU.
-        compute = getattr(torch, hp["bnb_4bit_compute_dtype"]) if device == "cuda" else torch.float32
+        # As react.training.trainer.load_model_for_training: the preset's compute dtype on a GPU, float32 on a CPU.
+        compute = getattr(torch, hp.bnb_4bit_compute_dtype) if device == "cuda" else torch.float32
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=hp["bnb_4bit_quant_type"], bnb_4bit_compute_dtype=compute,
-            bnb_4bit_use_double_quant=hp["bnb_4bit_use_double_quant"])
+            load_in_4bit=True, bnb_4bit_quant_type=hp.bnb_4bit_quant_type, bnb_4bit_compute_dtype=compute,
+            bnb_4bit_use_double_quant=hp.bnb_4bit_use_double_quant)
         kwargs["device_map"] = {"": device}
     _reset_peak(device)
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
-    if hp["method"] == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hp["gradient_checkpointing"])
+    if hp.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hp.gradient_checkpointing)
     else:
         model.to(device)
     model = get_peft_model(model, LoraConfig(
-        r=hp["r"], lora_alpha=hp["lora_alpha"], lora_dropout=hp["lora_dropout"], bias=hp["bias"],
-        target_modules=list(hp["target_modules"]), task_type="CAUSAL_LM"))
+        r=hp.r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout, bias=hp.bias,
+        target_modules=list(hp.target_modules), task_type="CAUSAL_LM"))
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp["learning_rate"],
-                                  weight_decay=hp["weight_decay"])
-    micro, accumulate = hp["per_device_train_batch_size"], hp["gradient_accumulation_steps"]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.learning_rate,
+                                  weight_decay=hp.weight_decay)
+    micro, accumulate = hp.per_device_train_batch_size, hp.gradient_accumulation_steps
     clock, position, tokens = StepClock(device), 0, 0
-    for _ in range(hp["max_steps"]):
+    for _ in range(hp.max_steps):
         for _ in range(accumulate):
             batch = [records[(position + i) % len(records)]["text"] for i in range(micro)]
             position += micro
-            enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=hp["max_length"])
+            enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=hp.max_length)
             enc = {k: v.to(device) for k, v in enc.items()}
             labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
             tokens += int(enc["attention_mask"].sum())
             loss = model(**enc, labels=labels).loss / accumulate
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
+        torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         clock.tick()
-    return {"trainer": f"plain torch/peft loop (trl missing): {hp['method']}, full-text loss, torch AdamW, same LoRA, "
+    return {"trainer": f"plain torch/peft loop (trl missing): {hp.method}, full-text loss, torch AdamW, same LoRA, "
                        "batch and max_length", **clock.summary(), **peak_memory(device), "tokens": tokens}
 
 
@@ -498,9 +507,9 @@ def check_finetune(method: str, args: argparse.Namespace, config: dict, model_pa
         notes("qlora: skipped, bitsandbytes does not import (carry its wheel: --wheelhouse --with-bitsandbytes)")
         return None
     hp = hyperparameters(method, device, args.train_steps)
-    micro, accumulate = hp["per_device_train_batch_size"], hp["gradient_accumulation_steps"]
+    micro, accumulate = hp.per_device_train_batch_size, hp.gradient_accumulation_steps
     records = training_records(config, micro * accumulate * args.train_steps)
-    print(f"{method}: {args.train_steps} steps of {micro} x {accumulate} examples, max_length {hp['max_length']}",
+    print(f"{method}: {args.train_steps} steps of {micro} x {accumulate} examples, max_length {hp.max_length}",
           file=sys.stderr, flush=True)
     if importable("trl") and importable("datasets"):
         try:
@@ -514,7 +523,7 @@ def check_finetune(method: str, args: argparse.Namespace, config: dict, model_pa
         result = train_plain(model_path, records, hp, device)
     keep = ("method", "r", "lora_alpha", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
             "optim", "learning_rate", "bf16", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype")
-    result["hyperparameters"] = {k: hp[k] for k in keep if k in hp}
+    result["hyperparameters"] = {k: getattr(hp, k) for k in keep}
     print(f"  median step {result['median_step_s']} s, {peak_memory(device)}", file=sys.stderr, flush=True)
     return result
 

@@ -55,7 +55,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PROJECT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(PROJECT / "src"))
 
 from react.io import PROVENANCE_KEY, atomic_path, read_parquet, read_provenance  # noqa: E402
 from react.schemas import CORPUS_SCHEMA  # noqa: E402
@@ -457,7 +457,8 @@ def phase_queries(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_measure(args: argparse.Namespace) -> dict[str, Any]:
-    from react.search.index import Corpus, WikiEnv
+    from react.environment.offline import WikiEnv
+    from react.search.index import Corpus
 
     queries = json.loads(Path(args.queries_file).read_text())
     before = proc_status()

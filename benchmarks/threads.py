@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_speed import LoadSampler, busy_processes, machine  # noqa: E402
 
 RUN = "smollm2-135m-react"
-STEP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO react\.finetune: (step (\d+)/\d+|training: )")
+STEP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO react\.training\.callbacks: (step (\d+)/\d+|training: )")
 THREADS_LINE = re.compile(r"react\.threads: (threads: .*)$", re.M)
 
 

@@ -3,7 +3,7 @@
 Same model, data and hyperparameters as the pipeline's default finetune (SmolLM2-135M on
 ``results/datasets/oracle-train.jsonl``, ``preset: cpu``: LoRA r 16, batch 2 x 2
 accumulation, max length 1024, lr 2e-4, fp32, one epoch), trained through
-``react.training.finetune.make_trainer`` in variants that differ only in how examples are batched:
+``react.training.trainer.make_trainer`` in variants that differ only in how examples are batched:
 
   baseline         padded micro-batches (right padding to the longer example), random order
   group_by_length  transformers' ``train_sampling_strategy="group_by_length"``: each step's
@@ -59,8 +59,8 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-if str(PROJECT) not in sys.path:
-    sys.path.insert(0, str(PROJECT))
+if str(PROJECT / "src") not in sys.path:
+    sys.path.insert(0, str(PROJECT / "src"))
 
 # hp: hyperparameter overrides of the preset; sft: further SFTConfig fields (make_trainer's sft_args).
 # Every variant names group_by_length so that it means the same whatever the preset's default is.
@@ -411,23 +411,25 @@ def worker(spec: dict, out_path: Path) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from react.training.finetune import make_trainer, read_records, resolve_hyperparameters, tokenize_records
+    from react.training.presets import Hyperparameters
+    from react.training.tokenize import read_records, tokenize_records
+    from react.training.trainer import make_trainer
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(spec["threads"])
-    hp = resolve_hyperparameters(spec["preset"], spec["hp_overrides"])
+    hp = Hyperparameters.from_preset(spec["preset"], spec["hp_overrides"])
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
-    full = tokenize_records(read_records(spec["dataset"]), tokenizer, hp["max_length"], hp["mask_observations"])
+    full = tokenize_records(read_records(spec["dataset"]), tokenizer, hp.max_length, hp.mask_observations)
     dataset = full.select_columns(["input_ids", "assistant_masks"])
     expected = {tuple(ids): [t if m else -100 for t, m in zip(ids, mask)]
                 for ids, mask in zip(dataset["input_ids"], dataset["assistant_masks"])}
     assert len(expected) == len(dataset), "two training examples have the same tokens"
     heldout = None
     if spec.get("heldout"):
-        heldout = tokenize_records(read_records(spec["heldout"]), tokenizer, hp["max_length"], hp["mask_observations"])
+        heldout = tokenize_records(read_records(spec["heldout"]), tokenizer, hp.max_length, hp.mask_observations)
 
     with tempfile.TemporaryDirectory(prefix="tt-ckpt-") as ckpt:
         trainer = make_trainer(spec["model"], dataset, ckpt, hp, tokenizer, "cpu", sft_args=spec["sft_args"])
@@ -456,7 +458,7 @@ def worker(spec: dict, out_path: Path) -> int:
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
         rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         trainer.compute_loss = recorder.inner
-        full_epoch = hp["max_steps"] == -1
+        full_epoch = hp.max_steps == -1
         if full_epoch and (sorted(recorder.seen.values()) != [1] * len(expected) or set(recorder.seen) != set(expected)):
             recorder.mask_errors.append("the epoch did not train every example exactly once")
         isolation = isolation_check(trainer.model, recorder.first_batch)
@@ -489,7 +491,7 @@ def worker(spec: dict, out_path: Path) -> int:
         "isolation": isolation,
     }
     result = {"run": spec["run"], "variant": spec["variant"], "about": spec["about"], "hp_overrides": spec["hp_overrides"],
-              "sft_args": spec["sft_args"], "hyperparameters": hp, "threads": spec["threads"],
+              "sft_args": spec["sft_args"], "hyperparameters": hp.as_dict(), "threads": spec["threads"],
               "peak_rss_loaded_gib": round(rss_loaded / 2**20, 3), "peak_rss_train_gib": round(rss_train / 2**20, 3),
               "train": train, "eval": evals, "checks": checks}
     out_path.write_text(json.dumps(result))

@@ -8,9 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from react.agent.loop import AgentConfig, Task, episode_row, run_agent
-from react.inference.backends import Sampling, TransformersBackend
+from react.config.settings import default_engine_settings
+from react.environment.offline import WikiEnv
+from react.inference.base import Sampling
+from react.inference.transformers import TransformersBackend
 from react.schemas import EPISODE_SCHEMA
-from react.search.index import Corpus, WikiEnv
+from react.search.index import Corpus
 
 PAGES = {
     "Milhouse": [
@@ -176,7 +179,7 @@ def test_any_model_output_yields_valid_rows(scripted, corpus, outputs):
 
 
 def test_tiny_model_runs_end_to_end_with_transformers(tiny_model, corpus, prompt_prefix):
-    backend = TransformersBackend(str(tiny_model), "tiny", batch_size=2)
+    backend = TransformersBackend(str(tiny_model), "tiny", default_engine_settings("transformers", batch_size=2))
     config = AgentConfig(max_steps=2, sampling=Sampling(max_new_tokens=16))
     tasks = [MILHOUSE, Task("q2", "Which magazine was started first?", "Arthur's Magazine", "dev")]
     episodes = run_agent(tasks, backend, lambda protocol: WikiEnv(corpus, protocol), prompt_prefix, config)

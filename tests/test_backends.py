@@ -1,10 +1,15 @@
-"""Both inference backends on the tiny local model: batching, stop strings, token limits, failures."""
+"""The local inference engines on the tiny model (batching, stop strings, token limits, failures), and the registry."""
 
 import importlib.util
+from dataclasses import MISSING, asdict, fields
 
 import pytest
 
-from react.inference.backends import ModelLoadError, Sampling, TransformersBackend, make_backend
+from react.config.settings import default_engine_settings, engine_settings, schema_defaults
+from react.config.validate import load_schema
+from react.inference.base import EngineSettings, ModelLoadError, Sampling
+from react.inference.registry import ENGINES, ModelRef, engine_class, settings_type, start_engine
+from react.inference.transformers import TransformersBackend, TransformersSettings
 
 GREEDY = Sampling(max_new_tokens=24)
 
@@ -17,7 +22,7 @@ def prompts(prompt_prefix):
 
 @pytest.fixture(scope="module")
 def hf(tiny_model):
-    return TransformersBackend(str(tiny_model), "tiny", batch_size=3)
+    return TransformersBackend(str(tiny_model), "tiny", default_engine_settings("transformers", batch_size=3))
 
 
 def test_batched_greedy_equals_one_by_one(hf, prompts):
@@ -51,21 +56,65 @@ def test_count_tokens_and_context(hf, prompts):
 def test_folder_that_does_not_load_names_the_model(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="model 'broken'"):
-        TransformersBackend(str(tmp_path), "broken")
+        TransformersBackend(str(tmp_path), "broken", default_engine_settings("transformers"))
 
 
-def test_unknown_backend():
-    with pytest.raises(ValueError, match="unknown backend 'tgi'"):
-        make_backend("tgi", "x", "x", {})
+def test_unknown_backend_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown backend 'tgi' \\(expected 'transformers', 'vllm' or 'openai'\\)"):
+        engine_class("tgi")
+
+
+def test_the_registry_has_an_engine_for_every_backend_the_schema_allows():
+    allowed = load_schema()["$defs"]["model"]["properties"]["backend"]["enum"]
+    assert set(allowed) == set(ENGINES)
+    for name in allowed:
+        engine = engine_class(name)
+        assert engine.name == name
+        assert issubclass(settings_type(name), EngineSettings)
+        for method in ("generate", "count_tokens", "close"):
+            assert callable(getattr(engine, method)), (name, method)
+
+
+def test_settings_have_no_defaults_of_their_own():
+    """The schema is the single source of defaults: no settings field may carry one."""
+    for name in ENGINES:
+        for field in fields(settings_type(name)):
+            assert field.default is MISSING and field.default_factory is MISSING, (name, field.name)
+
+
+def test_settings_come_from_the_model_entry_and_the_backends_section():
+    backends = schema_defaults("backends")
+    backends["transformers"]["batch_size"] = 3
+    model = schema_defaults("$defs/model", {"path": "m", "backend": "transformers", "dtype": "bfloat16",
+                                            "quantization": "nf4"})
+    settings = engine_settings(model, backends, 1)
+    assert settings == TransformersSettings(dtype="bfloat16", threads=1, quantization="nf4", trust_remote_code=False,
+                                            device="auto", batch_size=3, prefix_cache=True)
+    assert engine_settings(model, backends, 10_000).threads < 10_000  # at most the CPUs the process may use
+    # vLLM: the model's own context length and tensor parallelism win over backends.vllm
+    vllm = schema_defaults("$defs/model", {"hf_id": "a/b", "max_model_len": 2048})
+    assert asdict(engine_settings(vllm, backends, None)) == {
+        "dtype": "float32", "threads": None, "quantization": None, "trust_remote_code": False,
+        "max_model_len": 2048, "enforce_eager": True, "prefix_caching": True, "kv_cache_gib": 4,
+        "gpu_memory_utilization": 0.9, "tensor_parallel_size": 1}
+    served = schema_defaults("$defs/model", {"url": "http://h:1/v1", "backend": "openai", "hf_id": "a/b"})
+    settings = engine_settings(served, backends, None)
+    assert (settings.base_url, settings.served_model, settings.tokenizer, settings.max_concurrency) == (
+        "http://h:1/v1", None, "a/b", 8)
+
+
+def test_start_engine_refuses_settings_of_another_engine():
+    with pytest.raises(TypeError, match="model 'x': backend 'vllm' takes VLLMSettings, not TransformersSettings"):
+        start_engine(ModelRef("x", "nowhere", "vllm", default_engine_settings("transformers")))
 
 
 @pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
 def test_vllm_matches_transformers_greedy(tiny_model, hf, prompts):
-    from react.inference.backends import VLLMBackend
+    from react.inference.vllm import VLLMBackend
 
-    vllm = VLLMBackend(str(tiny_model), "tiny", max_model_len=8192, kv_cache_gib=1)
+    vllm = VLLMBackend(str(tiny_model), "tiny", default_engine_settings("vllm", max_model_len=8192, kv_cache_gib=1))
     try:
         expected = hf.generate(prompts, [], GREEDY, [0, 0, 0])
         got = vllm.generate(prompts, [], GREEDY, [0, 0, 0])

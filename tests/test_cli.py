@@ -13,9 +13,10 @@ import yaml
 
 from react.agent.loop import AgentConfig, Task, episode_row, run_agent
 from react.cli import main
+from react.environment.offline import WikiEnv
 from react.io import write_parquet
 from react.schemas import EPISODE_SCHEMA
-from react.search.index import Corpus, WikiEnv
+from react.search.index import Corpus
 
 PAGES = {"Milhouse": ["Milhouse is a character.", " Milhouse was named after Richard Nixon."]}
 TASKS = [Task("q1", "Who was Milhouse named after?", "Richard Nixon", "dev", 7),

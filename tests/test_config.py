@@ -191,12 +191,29 @@ def test_protocol_is_react_unless_asked(default):
     check(default, "config key 'agent.protocol'", "'tolerant' is not one of")
 
 
-def test_readme_configuration_reference_is_generated_from_the_schema(project_dir):
-    from react.config.reference import readme_section, reference_markdown
+def test_configuration_reference_is_generated_from_the_schema(project_dir):
+    from react.config.reference import generated_section, reference_markdown
 
-    section = readme_section((project_dir / "README.md").read_text(encoding="utf-8"))
-    assert section is not None, "README.md lacks the generated configuration reference"
-    assert section == reference_markdown(), "run: python -m react config-reference --write README.md"
+    section = generated_section((project_dir / "docs/configuration.md").read_text(encoding="utf-8"))
+    assert section is not None, "docs/configuration.md lacks the generated configuration reference"
+    assert section == reference_markdown(), "run: python -m react config-reference --write docs/configuration.md"
+
+
+def test_config_reference_write_replaces_only_the_generated_section(tmp_path):
+    import io
+
+    from react.cli import main
+    from react.config.reference import END, START, reference_markdown
+
+    doc = tmp_path / "configuration.md"
+    doc.write_text(f"# Reference\n\n{START}\n| stale |\n{END}\n\nafter\n", encoding="utf-8")
+    out = io.StringIO()
+    assert main(["config-reference", "--write", str(doc)], out=out) == 0
+    assert doc.read_text(encoding="utf-8") == f"# Reference\n\n{START}\n{reference_markdown()}{END}\n\nafter\n"
+    assert out.getvalue() == f"{doc}: updated\n"
+    out = io.StringIO()
+    main(["config-reference", "--write", str(doc)], out=out)
+    assert out.getvalue() == f"{doc}: already up to date\n"
 
 
 def test_schema_uses_only_json_schema_keywords(project_dir):

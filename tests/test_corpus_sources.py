@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import bz2
 import copy
-import functools
+import dataclasses
 import hashlib
-import http.server
 import io
 import json
 import re
 import tarfile
-import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,17 +20,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import react.download as download
-import react.search.sources as corpus_sources
-from react.config.validate import ConfigError, validate_config
+import react.search.sources.abstracts as abstracts
+from react.config.settings import schema_defaults
+from react.config.validate import ConfigError, load_schema, validate_config
+from react.environment.offline import WikiEnv
+from react.environment.wikis import LiveSettings, wiki_settings
 from react.io import DataFileError, read_parquet, read_provenance
 from react.schemas import CORPUS_SCHEMA
-from react.search.index import Corpus, WikiEnv, build_index, corpus_sha256
-from react.search.sources import (
-    build_corpus,
-    download_archive,
-    iter_abstracts,
-    split_passage,
-)
+from react.search.corpus import corpus_sha256
+from react.search.index import Corpus, build_index
+from react.search.sources.abstracts import ABSTRACTS_2017, download_archive, iter_abstracts
+from react.search.sources.base import split_passage
+from react.search.sources.registry import SOURCES, build_corpus, corpus_source, downloads, source_class
+from react.search.sources.splits import Splits
 
 ROOT = "enwiki-20171001-pages-meta-current-withlinks-abstracts"
 
@@ -101,6 +101,11 @@ def make_archive(tmp: Path, name: str = "abstracts.tar.bz2", **kwargs) -> Path:
     return archive
 
 
+def entry(spec: dict):
+    """A `corpus` entry typed as the workflow types it: the schema fills its defaults, then it is built once."""
+    return corpus_source(schema_defaults("corpus", {"x": spec})["x"])
+
+
 def expected_rows() -> list[tuple[str, list[str]]]:
     return [row for key in sorted(ABSTRACTS) for row in ABSTRACTS[key]]
 
@@ -133,8 +138,8 @@ def archive(tmp_path) -> Path:
 
 def test_archive_and_unpacked_folder_give_the_same_corpus(archive, tmp_path):
     spec = {"source": "hotpotqa-abstracts", "path": str(archive), "md5": md5(archive)}
-    build_corpus(spec, tmp_path / "a.parquet", {"step": "test"})
-    build_corpus({"source": "hotpotqa-abstracts", "path": str(tmp_path / "abstracts.tar.bz2.unpacked")},
+    build_corpus(entry(spec), tmp_path / "a.parquet", {"step": "test"})
+    build_corpus(entry({"source": "hotpotqa-abstracts", "path": str(tmp_path / "abstracts.tar.bz2.unpacked")}),
                  tmp_path / "b.parquet", {})
     assert corpus_rows(tmp_path / "a.parquet") == corpus_rows(tmp_path / "b.parquet") == expected_rows()
     assert corpus_sha256(tmp_path / "a.parquet") == corpus_sha256(tmp_path / "b.parquet")
@@ -144,7 +149,8 @@ def test_archive_and_unpacked_folder_give_the_same_corpus(archive, tmp_path):
                                      "sha256": sha256(archive)}
     assert provenance["n_rows"] == N_ABSTRACTS and provenance["n_empty_pages"] == 1
     # The unpacked folder ROOT itself, or the folder holding it, both work.
-    build_corpus({"source": "hotpotqa-abstracts", "path": str(tmp_path / "abstracts.tar.bz2.unpacked" / ROOT)},
+    build_corpus(entry({"source": "hotpotqa-abstracts",
+                        "path": str(tmp_path / "abstracts.tar.bz2.unpacked" / ROOT)}),
                  tmp_path / "c.parquet", {})
     assert corpus_rows(tmp_path / "c.parquet") == expected_rows()
 
@@ -162,7 +168,7 @@ def test_rows_follow_the_archive_members_in_order(tmp_path):
 
 def test_abstracts_serve_search_lookup_and_similar(archive, tmp_path):
     out, index = tmp_path / "wiki.parquet", tmp_path / "wiki.bm25s"
-    build_corpus({"source": "hotpotqa-abstracts", "path": str(archive)}, out, {})
+    build_corpus(entry({"source": "hotpotqa-abstracts", "path": str(archive)}), out, {})
     build_index(out, index)
     corpus = Corpus.load(out, index)
     assert len(corpus) == N_ABSTRACTS
@@ -187,29 +193,30 @@ def test_abstracts_serve_search_lookup_and_similar(archive, tmp_path):
     assert "Could not find" not in empty and "Similar" not in empty
 
 
-def test_download_checks_the_checksum_and_is_cached(archive, served, tmp_path):
-    root, base = served
+def test_download_checks_the_checksum_and_is_cached(archive, file_server, tmp_path):
+    root, base = file_server.root, file_server.url
     (root / archive.name).write_bytes(archive.read_bytes())
     url, dest = f"{base}/{archive.name}", tmp_path / "downloads" / archive.name
     spec = {"source": "hotpotqa-abstracts", "url": url, "md5": md5(archive)}
-    assert download_archive(spec, dest) == {"md5": md5(archive), "sha256": sha256(archive)}
+    assert download_archive(entry(spec), dest) == {"md5": md5(archive), "sha256": sha256(archive)}
     assert dest.read_bytes() == archive.read_bytes()
     (root / archive.name).unlink()  # a second run finds the file in place
-    assert download_archive({**spec, "sha256": sha256(archive)}, dest)["md5"] == md5(archive)
-    build_corpus(spec, tmp_path / "wiki.parquet", {}, download_dir=tmp_path / "downloads")
+    assert download_archive(entry({**spec, "sha256": sha256(archive)}), dest)["md5"] == md5(archive)
+    build_corpus(entry(spec), tmp_path / "wiki.parquet", {}, download_dir=tmp_path / "downloads")
     assert corpus_rows(tmp_path / "wiki.parquet") == expected_rows()
     assert read_provenance(tmp_path / "wiki.parquet")["archive"]["md5"] == md5(archive)
 
 
 @pytest.mark.parametrize("algorithm", ["md5", "sha256"])
-def test_download_with_a_wrong_checksum_names_both_hashes(archive, served, tmp_path, algorithm):
-    root, base = served
+def test_download_with_a_wrong_checksum_names_both_hashes(archive, file_server, tmp_path, algorithm):
+    root, base = file_server.root, file_server.url
     (root / archive.name).write_bytes(archive.read_bytes())
     wrong = "0" * (32 if algorithm == "md5" else 64)
     right = md5(archive) if algorithm == "md5" else sha256(archive)
     downloads = tmp_path / "downloads"
     with pytest.raises(DataFileError) as err:
-        download_archive({"url": f"{base}/{archive.name}", algorithm: wrong}, downloads / archive.name)
+        download_archive(entry({"source": "hotpotqa-abstracts", "url": f"{base}/{archive.name}",
+                                algorithm: wrong}), downloads / archive.name)
     message = str(err.value)
     assert f"{algorithm} mismatch" in message and wrong in message and right in message
     assert archive.name in message
@@ -219,68 +226,22 @@ def test_download_with_a_wrong_checksum_names_both_hashes(archive, served, tmp_p
 def test_local_archive_with_a_wrong_checksum_leaves_no_corpus(archive, tmp_path):
     out = tmp_path / "out" / "wiki.parquet"
     with pytest.raises(DataFileError) as err:
-        build_corpus({"source": "hotpotqa-abstracts", "path": str(archive), "sha256": "f" * 64}, out, {})
+        build_corpus(entry({"source": "hotpotqa-abstracts", "path": str(archive), "sha256": "f" * 64}), out, {})
     assert str(archive) in str(err.value) and "f" * 64 in str(err.value) and sha256(archive) in str(err.value)
     assert no_leftovers(out.parent, "wiki.parquet")
 
 
-class _RangeServer(http.server.ThreadingHTTPServer):
-    """Serves ``files``; honours ``Range`` when ``ranges``; cuts the n-th response after ``cuts[n]`` bytes."""
-
-    def __init__(self, files: dict[str, bytes], ranges: bool = True, cuts: list[int | None] | None = None):
-        super().__init__(("127.0.0.1", 0), _RangeHandler)
-        self.files, self.ranges, self.cuts = files, ranges, list(cuts or [])
-        self.requests: list[str | None] = []  # the Range header of each request
-
-
-class _RangeHandler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        server = self.server
-        data = server.files.get(self.path)
-        server.requests.append(self.headers.get("Range"))
-        if data is None:
-            self.send_error(404)
-            return
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match and server.ranges:
-            start = int(match.group(1))
-            if start >= len(data):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        cut = server.cuts.pop(0) if server.cuts else None
-        self.wfile.write(data[start:] if cut is None else data[start:start + cut])
+def serve(server, files: dict[str, bytes], ranges: bool = True, cuts: list[int | None] = ()) -> str:
+    """Put ``files`` (name -> bytes) on the file server; its base URL."""
+    for name, data in files.items():
+        (server.root / name).write_bytes(data)
+    server.ranges, server.cuts = ranges, list(cuts)
+    return server.url
 
 
-@pytest.fixture
-def range_server(monkeypatch):
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    servers = []
-
-    def start(files, **kwargs) -> tuple[_RangeServer, str]:
-        server = _RangeServer(files, **kwargs)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-def test_interrupted_download_leaves_no_final_file_and_resumes(archive, range_server, tmp_path):
+def test_interrupted_download_leaves_no_final_file_and_resumes(archive, file_server, tmp_path):
     data = archive.read_bytes()
-    server, base = range_server({"/a.tar.bz2": data}, cuts=[1000])
+    server, base = file_server, serve(file_server, {"a.tar.bz2": data}, cuts=[1000])
     dest = tmp_path / "dl" / "a.tar.bz2"
     with pytest.raises(DataFileError, match="the next run resumes"):
         download.download(f"{base}/a.tar.bz2", dest, {"md5": md5(archive)}, resumes=0)
@@ -293,28 +254,28 @@ def test_interrupted_download_leaves_no_final_file_and_resumes(archive, range_se
     assert server.requests == [None, "bytes=1000-"]
 
 
-def test_lost_connections_are_resumed_within_one_call(archive, range_server, tmp_path):
+def test_lost_connections_are_resumed_within_one_call(archive, file_server, tmp_path):
     data = archive.read_bytes()
-    server, base = range_server({"/a.tar.bz2": data}, cuts=[100, 200])
+    server, base = file_server, serve(file_server, {"a.tar.bz2": data}, cuts=[100, 200])
     dest = tmp_path / "a.tar.bz2"
     hashes = download.download(f"{base}/a.tar.bz2", dest, {"sha256": sha256(archive)}, sleep=lambda s: None)
     assert hashes["sha256"] == sha256(archive) and dest.read_bytes() == data
     assert server.requests == [None, "bytes=100-", "bytes=300-"]
 
 
-def test_a_server_without_ranges_sends_the_file_again(archive, range_server, tmp_path):
+def test_a_server_without_ranges_sends_the_file_again(archive, file_server, tmp_path):
     data = archive.read_bytes()
-    server, base = range_server({"/a.tar.bz2": data}, ranges=False, cuts=[500])
+    server, base = file_server, serve(file_server, {"a.tar.bz2": data}, ranges=False, cuts=[500])
     dest = tmp_path / "dl" / "a.tar.bz2"
     download.download(f"{base}/a.tar.bz2", dest, {"md5": md5(archive)}, sleep=lambda s: None)
     assert dest.read_bytes() == data and list(dest.parent.iterdir()) == [dest]
     assert server.requests == [None, "bytes=500-", None]  # the 200 to the Range request is dropped: from 0
 
 
-def test_hotpotqa_download_keeps_its_interface(archive, range_server, tmp_path):
+def test_hotpotqa_download_keeps_its_interface(archive, file_server, tmp_path):
     import react.data.hotpotqa as hotpotqa
 
-    _, base = range_server({"/a.json": b"[]"})
+    base = serve(file_server, {"a.json": b"[]"})
     dest = tmp_path / "a.json"
     assert hotpotqa.download(f"{base}/a.json", dest, hashlib.sha256(b"[]").hexdigest()) == dest
 
@@ -325,7 +286,7 @@ def test_hotpotqa_download_keeps_its_interface(archive, range_server, tmp_path):
 def _build_error(tmp_path: Path, path: Path) -> str:
     out = tmp_path / "out" / "wiki.parquet"
     with pytest.raises(DataFileError) as err:
-        build_corpus({"source": "hotpotqa-abstracts", "path": str(path)}, out, {})
+        build_corpus(entry({"source": "hotpotqa-abstracts", "path": str(path)}), out, {})
     assert no_leftovers(out.parent, "wiki.parquet") if out.parent.exists() else True
     return str(err.value)
 
@@ -428,7 +389,7 @@ FLASHRAG = [
 def test_flashrag_jsonl(tmp_path):
     path = write_jsonl(tmp_path / "wiki18.jsonl", FLASHRAG)
     out = tmp_path / "wiki.parquet"
-    build_corpus({"source": "flashrag", "path": str(path)}, out, {})
+    build_corpus(entry({"source": "flashrag", "path": str(path)}), out, {})
     rows = corpus_rows(out)
     assert [t for t, _ in rows] == ["Aaron", "Aaron", "Moses", "\"Weird\" Al Yankovic", "Unquoted title", "Aaron"]
     assert rows[0][1] == ["Aaron is a prophet.", " He is the brother of Moses."]
@@ -451,7 +412,7 @@ def test_first_row_of_a_title_wins_whatever_the_row_order(tmp_path):
             {"title": "A", "text": ["second"]}, {"title": "a", "text": ["lower case"]}, {"title": "A", "text": "3"}]
     path = write_jsonl(tmp_path / "rows.jsonl", rows)
     out = tmp_path / "wiki.parquet"
-    build_corpus({"source": "jsonl", "path": str(path)}, out, {})
+    build_corpus(entry({"source": "jsonl", "path": str(path)}), out, {})
     build_index(out, tmp_path / "wiki.bm25s")
     corpus = Corpus.load(out, tmp_path / "wiki.bm25s")
     assert corpus.page("A") == ["first"]  # "A" sorts before "a": of two titles with one key, the first sorted
@@ -484,17 +445,18 @@ def test_title_text_jsonl_and_parquet(tmp_path):
     objects = [{"name": "Alpha", "body": "Alpha is first. It leads."}, {"name": "Beta", "body": ["Beta.", " Two."]}]
     path = write_jsonl(tmp_path / "rows.jsonl", objects)
     out = tmp_path / "a.parquet"
-    build_corpus({"source": "jsonl", "path": str(path), "title_field": "name", "text_field": "body"}, out, {})
+    build_corpus(entry({"source": "jsonl", "path": str(path), "title_field": "name", "text_field": "body"}), out,
+                 {})
     assert corpus_rows(out) == [("Alpha", ["Alpha is first.", " It leads."]), ("Beta", ["Beta.", " Two."])]
     for text_type in (pa.string(), pa.large_string()):
         table = pa.table({"title": pa.array(["Alpha", "Gamma"], pa.large_string()),
                           "text": pa.array(["Alpha is first. It leads.", ""], text_type), "extra": [1, 2]})
         pq.write_table(table, tmp_path / "rows.parquet")
-        build_corpus({"source": "parquet", "path": str(tmp_path / "rows.parquet")}, out, {})
+        build_corpus(entry({"source": "parquet", "path": str(tmp_path / "rows.parquet")}), out, {})
         assert corpus_rows(out) == [("Alpha", ["Alpha is first.", " It leads."]), ("Gamma", [])]
     pq.write_table(pa.table({"title": ["T"], "text": pa.array([["S one.", " S two."]], pa.list_(pa.string()))}),
                    tmp_path / "lists.parquet")
-    build_corpus({"source": "parquet", "path": str(tmp_path / "lists.parquet")}, out, {})
+    build_corpus(entry({"source": "parquet", "path": str(tmp_path / "lists.parquet")}), out, {})
     assert corpus_rows(out) == [("T", ["S one.", " S two."])]
 
 
@@ -511,7 +473,7 @@ def test_bad_jsonl_rows_are_named(tmp_path, source, content, message):
     path = write_jsonl(tmp_path / "rows.jsonl", content)
     out = tmp_path / "out" / "wiki.parquet"
     with pytest.raises(DataFileError) as err:
-        build_corpus({"source": source, "path": str(path)}, out, {})
+        build_corpus(entry({"source": source, "path": str(path)}), out, {})
     assert message in str(err.value)
     assert not out.parent.exists() or no_leftovers(out.parent, "wiki.parquet")
 
@@ -520,23 +482,23 @@ def test_broken_jsonl_line_is_named(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{"title": "A", "text": "a"}\n{"title": "B", "text": \n', encoding="utf-8")
     with pytest.raises(DataFileError, match=r"rows.jsonl:2: invalid JSON"):
-        build_corpus({"source": "jsonl", "path": str(path)}, tmp_path / "wiki.parquet", {})
+        build_corpus(entry({"source": "jsonl", "path": str(path)}), tmp_path / "wiki.parquet", {})
 
 
 def test_bad_parquet_files_are_named(tmp_path):
     path = tmp_path / "rows.parquet"
     pq.write_table(pa.table({"id": [1], "contents": ["x"]}), path)
     with pytest.raises(DataFileError, match=r"no 'title' and 'text' columns \(found: 'id', 'contents'\)"):
-        build_corpus({"source": "parquet", "path": str(path)}, tmp_path / "wiki.parquet", {})
+        build_corpus(entry({"source": "parquet", "path": str(path)}), tmp_path / "wiki.parquet", {})
     pq.write_table(pa.table({"title": ["T"], "text": [1]}), path)
     with pytest.raises(DataFileError, match=r"column 'text' has type int64, expected a string or a list"):
-        build_corpus({"source": "parquet", "path": str(path)}, tmp_path / "wiki.parquet", {})
+        build_corpus(entry({"source": "parquet", "path": str(path)}), tmp_path / "wiki.parquet", {})
     pq.write_table(pa.table({"title": ["T", None], "text": ["a", "b"]}), path)
     with pytest.raises(DataFileError, match=r"rows.parquet: row 1: column 'title' is null"):
-        build_corpus({"source": "parquet", "path": str(path)}, tmp_path / "wiki.parquet", {})
+        build_corpus(entry({"source": "parquet", "path": str(path)}), tmp_path / "wiki.parquet", {})
     path.write_bytes(b"not parquet")
     with pytest.raises(DataFileError, match="not a readable Parquet file"):
-        build_corpus({"source": "parquet", "path": str(path)}, tmp_path / "wiki.parquet", {})
+        build_corpus(entry({"source": "parquet", "path": str(path)}), tmp_path / "wiki.parquet", {})
     assert not (tmp_path / "wiki.parquet").exists()
 
 
@@ -570,42 +532,59 @@ def test_corpus_entries_are_validated_naming_the_key(base_config, entry, message
 def test_corpus_entries_get_their_defaults(base_config):
     config = copy.deepcopy(base_config)
     config["corpus"]["x"] = {"source": "jsonl", "path": "README.md"}
-    config["corpus"]["y"] = {"source": "hotpotqa-abstracts", "url": corpus_sources.ABSTRACTS_2017["url"],
-                             "md5": corpus_sources.ABSTRACTS_2017["md5"]}
+    config["corpus"]["y"] = {"source": "hotpotqa-abstracts", "url": ABSTRACTS_2017["url"],
+                             "md5": ABSTRACTS_2017["md5"]}
     validate_config(config)
     assert config["corpus"]["x"] == {"source": "jsonl", "path": "README.md", "title_field": "title",
                                      "text_field": "text"}
     assert "title_field" not in config["corpus"]["y"] and config["corpus"]["distractor"] == {"splits": ["dev", "train"]}
 
 
+def test_the_registry_has_a_source_for_every_name_the_schema_allows():
+    entry_schema = load_schema()["properties"]["corpus"]["additionalProperties"]
+    assert list(SOURCES) == entry_schema["properties"]["source"]["enum"]
+    for name in SOURCES:
+        cls = source_class(name)
+        assert cls.name == name and dataclasses.is_dataclass(cls)
+        assert {f.name for f in dataclasses.fields(cls)} <= set(entry_schema["properties"])  # no key of its own
+    with pytest.raises(ValueError, match="unknown corpus source 'tsv' \\(expected one of hotpotqa-abstracts, "):
+        source_class("tsv")
+
+
+def test_entries_are_typed_once_with_the_schemas_defaults(tmp_path):
+    rows = entry({"source": "jsonl", "path": "rows.jsonl"})
+    assert (rows.title_field, rows.text_field, rows.md5) == ("title", "text", None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rows.path = "other.jsonl"
+    splits = entry({"splits": ["dev", "train"]})
+    assert splits.input_files() == ["results/data/hotpotqa/dev.parquet", "results/data/hotpotqa/train.parquet"]
+    url = "http://h/abstracts.tar.bz2"
+    downloaded = entry({"source": "hotpotqa-abstracts", "url": url, "md5": "0" * 32})
+    assert downloaded.download_url == url and downloaded.input_files() == ["results/downloads/abstracts.tar.bz2"]
+    local = entry({"source": "hotpotqa-abstracts", "url": url, "md5": "0" * 32, "path": str(tmp_path)})
+    assert local.download_url is None and local.input_files() == [str(tmp_path)]
+    assert downloads({"a": downloaded, "b": local, "c": splits, "d": rows}) == {"abstracts.tar.bz2": "a"}
+
+
+def test_live_entries_are_typed_with_the_default_cache():
+    spec = schema_defaults("corpus", {"wikipedia": {"live": {}}})["wikipedia"]
+    live = wiki_settings("wikipedia", spec)
+    assert live == LiveSettings(url="https://en.wikipedia.org", cache="results/wiki-cache/wikipedia", offline=False,
+                                user_agent=None, timeout_s=30, max_retries=5)
+    assert isinstance(wiki_settings("distractor", {"splits": ["dev"]}), Splits)
+
+
 # --------------------------------------------------------------------------- the workflow
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def served(tmp_path, monkeypatch):
-    """A folder served on 127.0.0.1 (no Range support): (folder, base URL)."""
-    root = tmp_path / "served"
-    root.mkdir()
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.mark.slow
-def test_workflow_downloads_builds_and_evaluates_on_the_abstracts(project_dir, tiny_model, archive, served, tmp_path):
+def test_workflow_downloads_builds_and_evaluates_on_the_abstracts(project_dir, tiny_model, archive, file_server,
+                                                                 tmp_path):
     """Snakemake downloads the archive, builds the corpus and its index, and evaluates a model on them."""
     import subprocess
     import sys
 
-    root, base = served
+    root, base = file_server.root, file_server.url
     (root / archive.name).write_bytes(archive.read_bytes())
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -659,7 +638,7 @@ def test_workflow_downloads_builds_and_evaluates_on_the_abstracts(project_dir, t
 ])
 def test_the_shortcut_past_the_offsets_reads_what_json_reads(obj, kwargs):
     line = json.dumps(obj, **kwargs).encode()
-    parsed = corpus_sources._loads_title_text(line)
+    parsed = abstracts._loads_title_text(line)
     assert (parsed["title"], parsed["text"]) == (obj["title"], obj["text"])
 
 
@@ -673,8 +652,8 @@ def test_a_reader_stopped_early_stops_its_threads(archive):
     assert _threading.active_count() == before
 
 
-def test_a_whole_part_file_is_renamed_without_a_request(archive, range_server, tmp_path):
-    server, base = range_server({"/a.tar.bz2": archive.read_bytes()})
+def test_a_whole_part_file_is_renamed_without_a_request(archive, file_server, tmp_path):
+    server, base = file_server, serve(file_server, {"a.tar.bz2": archive.read_bytes()})
     dest = tmp_path / "dl" / "a.tar.bz2"
     dest.parent.mkdir()
     (dest.parent / f".a.tar.bz2.{md5(archive)[:16]}.part").write_bytes(archive.read_bytes())
@@ -695,7 +674,7 @@ _json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_siz
                  .map(lambda o: json.dumps(o).encode())))
 def test_any_line_is_a_row_or_an_error_naming_it(line):
     try:
-        rows = list(corpus_sources._parse_lines(line, "f"))
+        rows = list(abstracts._parse_lines(line, "f"))
     except DataFileError as exc:
         assert str(exc).startswith("f:")
         return
@@ -715,7 +694,7 @@ def test_split_passage_round_trips_any_text(text):
 def several_passages(tmp_path_factory) -> Corpus:
     folder = tmp_path_factory.mktemp("several-passages")
     path = write_jsonl(folder / "wiki18.jsonl", [*FLASHRAG, {"contents": "\"Empty\"\n"}])
-    build_corpus({"source": "flashrag", "path": str(path)}, folder / "wiki.parquet", {})
+    build_corpus(entry({"source": "flashrag", "path": str(path)}), folder / "wiki.parquet", {})
     build_index(folder / "wiki.parquet", folder / "wiki.bm25s")
     return Corpus.load(folder / "wiki.parquet", folder / "wiki.bm25s")
 
@@ -734,7 +713,7 @@ def test_a_lone_surrogate_is_replaced_and_counted(tmp_path):
     lines = [abstract_line(1, "Good", ["Fine."]), '{"title": "Bad \\ud83d", "text": ["x \\udc00 y."]}']
     archive = make_archive(tmp_path, raw={("AA", "wiki_00.bz2"): bz2.compress("\n".join(lines).encode())})
     out = tmp_path / "wiki.parquet"
-    build_corpus({"source": "hotpotqa-abstracts", "path": str(archive)}, out, {})
+    build_corpus(entry({"source": "hotpotqa-abstracts", "path": str(archive)}), out, {})
     rows = corpus_rows(out)
     assert rows[:2] == [("Good", ["Fine."]), ("Bad \ufffd", ["x \ufffd y."])] and len(rows) == N_ABSTRACTS - 1
     assert read_provenance(out)["n_rows_with_lone_surrogates"] == 1

@@ -16,7 +16,7 @@ from react.io import sha256_file, write_parquet
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
 
 PROJECT = Path(__file__).resolve().parents[1]
-INSTRUCTION = PROJECT / "config" / "prompts" / "react_instruction.txt"
+INSTRUCTION = PROJECT / "src/react/prompts/instruction.txt"
 DATA = Path(__file__).resolve().parent / "data"
 
 

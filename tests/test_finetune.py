@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -12,18 +13,11 @@ from numerics import assert_as_close_as_float32_allows, summation_rtol
 from react.agent.trajectory import model_written_spans, parse_trajectory, training_text
 from react.io import read_parquet, read_provenance, sha256_file, write_parquet
 from react.models import PROVENANCE_FILE
-from react.training.finetune import (
-    LOSS_SCHEMA,
-    PRESETS,
-    checkpoint_losses,
-    finetune,
-    load_model_for_training,
-    make_trainer,
-    merge,
-    pick_checkpoint,
-    resolve_hyperparameters,
-    tokenize_records,
-)
+from react.paths import resolve_path
+from react.training.checkpoints import checkpoint_losses, merge, pick_checkpoint
+from react.training.presets import PRESETS, Hyperparameters
+from react.training.tokenize import tokenize_records
+from react.training.trainer import LOSS_SCHEMA, RunFiles, finetune, load_model_for_training, make_trainer
 
 N_RECORDS = 20
 # Small enough for speed, large enough that most article examples fit: with the tiny
@@ -39,9 +33,9 @@ def article_examples(prompt_prefix):
 
 
 @pytest.fixture(scope="module")
-def instruction(project_dir):
+def instruction():
     # The article's prompt_format puts "\nQuestion:" right after the instruction's last line.
-    return (project_dir / "package:prompts/instruction.txt").read_text(encoding="utf-8").rstrip("\n")
+    return resolve_path("package:prompts/instruction.txt").read_text(encoding="utf-8").rstrip("\n")
 
 
 def make_record(i, question, trajectory, instruction):
@@ -74,8 +68,8 @@ def lora_run(tiny_model, dataset_jsonl, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora")
     checkpoints = out / "checkpoints"
     (checkpoints / "checkpoint-999").mkdir(parents=True)  # stale, from an earlier run
-    hp = resolve_hyperparameters("cpu", RUN)
-    summary = finetune(tiny_model, dataset_jsonl, checkpoints, out / "loss.parquet", out / "loss.png", hp,
+    hp = Hyperparameters.from_preset("cpu", RUN)
+    summary = finetune(tiny_model, dataset_jsonl, hp, RunFiles(checkpoints, out / "loss.parquet", out / "loss.png"),
                        threads=2, provenance={"step": "finetune", "config": {"run": "test"}})  # fmt: skip
     return {"out": out, "checkpoints": checkpoints, "loss": out / "loss.parquet", "png": out / "loss.png",
             "summary": summary, "hp": hp}  # fmt: skip
@@ -148,7 +142,7 @@ def test_malformed_record_is_named(records, tokenizer, instruction):
 def test_trainer_labels_are_minus_100_on_masked_tokens(records, tokenizer, tiny_model, tmp_path):
     dataset = tokenize_records(records[:3], tokenizer, max_length=640, mask_observations=True)
     masks = dataset["assistant_masks"]
-    hp = resolve_hyperparameters("cpu", RUN)
+    hp = Hyperparameters.from_preset("cpu", RUN)
     trainer = make_trainer(tiny_model, dataset.select_columns(["input_ids", "assistant_masks"]), tmp_path, hp,
                            tokenizer, "cpu")  # fmt: skip
     prepared = trainer.train_dataset
@@ -189,7 +183,7 @@ def test_group_by_length_reaches_the_sampler_and_keeps_the_masks(records, tokeni
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     dataset = tokenize_records(records, tokenizer, max_length=640, mask_observations=True)
-    hp = resolve_hyperparameters("cpu", {**RUN, "gradient_accumulation_steps": 2, "group_by_length": group_by_length})
+    hp = Hyperparameters.from_preset("cpu", {**RUN, "gradient_accumulation_steps": 2, "group_by_length": group_by_length})
     trainer = make_trainer(tiny_model, dataset.select_columns(["input_ids", "assistant_masks"]), tmp_path, hp,
                            tokenizer, "cpu")  # fmt: skip
     assert trainer.args.train_sampling_strategy == ("group_by_length" if group_by_length else "random")
@@ -212,10 +206,10 @@ def test_group_by_length_reaches_the_sampler_and_keeps_the_masks(records, tokeni
 
 
 def test_group_by_length_must_be_a_boolean():
-    assert PRESETS["paper"]["group_by_length"] is False  # the article's order: transformers' default, random
-    assert PRESETS["cpu"]["group_by_length"] is True  # measured faster, same held-out loss (BENCHMARKS.md)
+    assert PRESETS["paper"].group_by_length is False  # the article's order: transformers' default, random
+    assert PRESETS["cpu"].group_by_length is True  # measured faster, same held-out loss (BENCHMARKS.md)
     with pytest.raises(ValueError, match="'group_by_length': expected true or false"):
-        resolve_hyperparameters("cpu", {"group_by_length": "yes"})
+        Hyperparameters.from_preset("cpu", {"group_by_length": "yes"})
 
 
 # --------------------------------------------------------------------------- training
@@ -242,7 +236,7 @@ def test_lora_run_writes_the_loss_table_and_curve(lora_run, dataset_jsonl):
     provenance = read_provenance(lora_run["loss"])
     training = provenance["training"]
     assert provenance["step"] == "finetune"
-    assert training["hyperparameters"] == lora_run["hp"]
+    assert training["hyperparameters"] == lora_run["hp"].as_dict()
     assert training["dataset_sha256"] == sha256_file(dataset_jsonl)
     assert training["n_examples"] == N_RECORDS and training["n_truncated"] == 7
     assert training["trainable_parameters"] == lora_run["summary"]["trainable_parameters"]
@@ -257,13 +251,13 @@ def test_lora_run_writes_the_loss_table_and_curve(lora_run, dataset_jsonl):
 def test_qlora_nf4_trains_on_cpu(tiny_model, dataset_jsonl, tmp_path):
     import bitsandbytes as bnb
 
-    hp = resolve_hyperparameters("cpu", {**RUN, "method": "qlora", "max_steps": 3})
+    hp = Hyperparameters.from_preset("cpu", {**RUN, "method": "qlora", "max_steps": 3})
     model = load_model_for_training(tiny_model, hp, "cpu")
     q_proj = model.model.layers[0].self_attn.q_proj
     assert isinstance(q_proj, bnb.nn.Linear4bit) and q_proj.weight.quant_type == "nf4"
     del model
-    summary = finetune(tiny_model, dataset_jsonl, tmp_path / "ckpt", tmp_path / "loss.parquet",
-                       tmp_path / "loss.png", hp, threads=2)  # fmt: skip
+    summary = finetune(tiny_model, dataset_jsonl, hp, RunFiles(tmp_path / "ckpt", tmp_path / "loss.parquet",
+                                                                tmp_path / "loss.png"), threads=2)  # fmt: skip
     assert summary["steps"] == 3
     assert all(math.isfinite(loss) for loss in read_parquet(tmp_path / "loss.parquet").column("loss").to_pylist())
     assert (tmp_path / "ckpt/checkpoint-3/adapter_model.safetensors").is_file()
@@ -339,7 +333,7 @@ def test_merged_model_equals_the_adapter_model(lora_run, tiny_model, tokenizer):
     assert provenance["step"] == "merge"
     assert provenance["checkpoint"]["step"] == step and provenance["checkpoint"]["loss"] == pytest.approx(loss)
     assert provenance["dataset_sha256"] == lora_run["summary"]["dataset_sha256"]
-    assert provenance["hyperparameters"] == lora_run["hp"]
+    assert provenance["hyperparameters"] == lora_run["hp"].as_dict()
     assert provenance["base_model"] == str(tiny_model)
 
 
@@ -358,26 +352,39 @@ ARTICLE = {
 
 
 def test_presets_hold_the_articles_values():
-    paper = PRESETS["paper"]
+    paper = PRESETS["paper"].as_dict()
     assert {k: paper[k] for k in ARTICLE} == ARTICLE
-    assert set(PRESETS["cpu"]) == set(paper)
-    assert PRESETS["cpu"]["target_modules"] == paper["target_modules"]
+    assert PRESETS["cpu"].target_modules == PRESETS["paper"].target_modules
     # The article trains on every token of the text; the CPU preset on the model-written tokens only.
-    assert PRESETS["cpu"]["mask_observations"] and not paper["mask_observations"]
+    assert PRESETS["cpu"].mask_observations and not PRESETS["paper"].mask_observations
 
 
-def test_resolve_hyperparameters_applies_overrides_and_names_unknown_keys():
-    hp = resolve_hyperparameters("cpu", {"learning_rate": 1e-3, "max_steps": 5})
-    assert hp["learning_rate"] == 1e-3 and hp["max_steps"] == 5 and hp["r"] == 16
-    assert PRESETS["cpu"]["learning_rate"] == 2e-4  # the preset itself is untouched
+def test_overrides_apply_to_a_preset_and_unknown_keys_are_named():
+    hp = Hyperparameters.from_preset("cpu", {"learning_rate": 1e-3, "max_steps": 5})
+    assert hp.learning_rate == 1e-3 and hp.max_steps == 5 and hp.r == 16
+    assert PRESETS["cpu"].learning_rate == 2e-4  # the preset itself is untouched
     with pytest.raises(ValueError, match=r"unknown finetuning hyperparameter 'lr'; allowed: .*learning_rate"):
-        resolve_hyperparameters("cpu", {"lr": 1e-3})
+        Hyperparameters.from_preset("cpu", {"lr": 1e-3})
     with pytest.raises(ValueError, match="unknown finetuning preset 'gpu'"):
-        resolve_hyperparameters("gpu", {})
+        Hyperparameters.from_preset("gpu", {})
     with pytest.raises(ValueError, match="'method'"):
-        resolve_hyperparameters("paper", {"method": "full"})
+        Hyperparameters.from_preset("paper", {"method": "full"})
     with pytest.raises(ValueError, match="'save_steps'"):
-        resolve_hyperparameters("cpu", {"save_steps": 0})
+        Hyperparameters.from_preset("cpu", {"save_steps": 0})
+    with pytest.raises(ValueError, match="'target_modules': expected a non-empty list"):
+        Hyperparameters.from_preset("cpu", {"target_modules": "q_proj"})
+
+
+def test_hyperparameters_are_recorded_as_the_config_gives_them():
+    # A config's list of modules is kept as a tuple (the object is frozen) and recorded as a list.
+    hp = Hyperparameters.from_preset("cpu", {"target_modules": ["q_proj", "v_proj"]})
+    assert hp.target_modules == ("q_proj", "v_proj")
+    recorded = hp.as_dict()
+    assert recorded["target_modules"] == ["q_proj", "v_proj"]
+    assert list(recorded) == [f.name for f in dataclasses.fields(Hyperparameters)]
+    assert Hyperparameters(**recorded) == hp
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hp.learning_rate = 1.0
 
 
 def test_the_paper_preset_needs_a_gpu_for_its_paged_optimizer(tiny_model, dataset_jsonl, tmp_path):
@@ -386,6 +393,6 @@ def test_the_paper_preset_needs_a_gpu_for_its_paged_optimizer(tiny_model, datase
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the paged optimizer can run")
     with pytest.raises(ValueError, match="'optim': 'paged_adamw_32bit' needs a CUDA GPU"):
-        finetune(tiny_model, dataset_jsonl, tmp_path / "c", tmp_path / "l.parquet", tmp_path / "l.png",
-                 resolve_hyperparameters("paper", {}))  # fmt: skip
+        finetune(tiny_model, dataset_jsonl, Hyperparameters.from_preset("paper", {}),
+                 RunFiles(tmp_path / "c", tmp_path / "l.parquet", tmp_path / "l.png"))  # fmt: skip
     assert not (tmp_path / "c").exists()

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from react.agent.loop import AgentConfig, Task, episode_row, run_agent
 from react.agent.parsing import ACTION_TYPES, parse_action, split_completion
+from react.environment.offline import WikiEnv
 from react.schemas import EPISODE_SCHEMA
-from react.search.index import Corpus, WikiEnv
+from react.search.index import Corpus
 
 N_PARSER, N_ENV, N_LIVE, N_AGENT = 5000, 3000, 500, 1500
 

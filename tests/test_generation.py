@@ -4,12 +4,18 @@ import pytest
 
 from react.agent.loop import AgentConfig, Task
 from react.agent.trajectory import parse_trajectory
+from react.config.settings import schema_defaults, teacher_settings
 from react.data.hotpotqa import prepare_split
 from react.data.oracle import ORACLE_LABEL, gold_titles, lookup_keyword, oracle_episode
-from react.io import read_parquet, read_provenance
+from react.environment.offline import WikiEnv
+from react.environment.wikis import wiki_settings
+from react.io import read_parquet, read_provenance, sha256_file
+from react.paths import resolve_path
+from react.pipeline.evaluate import Output, Prompt, QuestionSample, WikiFiles
 from react.pipeline.generate import generate_shard, shard_tasks
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
-from react.search.index import Corpus, WikiEnv, build_corpus, build_index
+from react.search.index import Corpus, build_index
+from react.search.sources.splits import build_from_splits
 
 
 @pytest.mark.parametrize(("n_tasks", "samples", "shards"), [(10, 1, 3), (7, 2, 4), (3, 1, 5), (5, 3, 1)])
@@ -32,7 +38,7 @@ def train(tmp_path_factory):
     split = out / "train.parquet"
     prepare_split({"source": "bundled", "files": ["train_distractor.jsonl.gz"]}, "train", split, {}, out)
     corpus, index = out / "wiki.parquet", out / "wiki.bm25s"
-    build_corpus([split], corpus)
+    build_from_splits([split], corpus)
     build_index(corpus, index)
     return split, corpus, index
 
@@ -66,11 +72,14 @@ def test_lookup_keyword_prefers_the_answer_and_reaches_the_target():
 
 def test_generate_shard_writes_labelled_oracle_episodes(train, tmp_path, project_dir, prompt_prefix):
     split, corpus, index = train
-    spec = {"split": "train", "n_questions": 20, "seed": 233, "population": None, "samples": 1}
+    teacher = teacher_settings("oracle", schema_defaults("$defs/teacher", {"oracle": True, "n_questions": 20,
+                                                                          "shards": 3}))
+    assert (teacher.model, teacher.split, teacher.seed, teacher.samples) == (None, "train", 233, 1)
     out = tmp_path / "shard-2-of-3.parquet"
-    generate_shard(teacher="oracle", spec=spec, model=None, split_path=split, corpus_name="distractor",
-                   corpus_spec={"splits": ["train"]}, corpus_path=corpus, index_path=index, prefix=prompt_prefix, prompt_files=[project_dir / "package:prompts/react/instruction.txt"],
-                   agent=AgentConfig(), shard=1, n_shards=3, out_path=out, provenance_config={"t": 1})
+    prompt_file = resolve_path("package:prompts/react/instruction.txt")
+    generate_shard(teacher, 1, None, QuestionSample(split, teacher.split, teacher.n_questions, teacher.seed, None),
+                   WikiFiles("distractor", wiki_settings("distractor", {"splits": ["train"]}), corpus, index),
+                   Prompt(prompt_prefix, "few-shot", (prompt_file,)), AgentConfig(), Output(out, {"t": 1}))
     table = read_parquet(out, EPISODE_SCHEMA)
     assert table.num_rows == 7  # 20 questions in 3 shards: 7, 7, 6
     assert set(table.column("model").to_pylist()) == {"oracle"}
@@ -78,3 +87,6 @@ def test_generate_shard_writes_labelled_oracle_episodes(train, tmp_path, project
     assert all(table.column("em").to_pylist()) and set(table.column("n_calls").to_pylist()) == {0}
     provenance = read_provenance(out)
     assert provenance["teacher_label"] == ORACLE_LABEL and provenance["shard"] == 1
+    assert provenance["teacher"] == "oracle" and provenance["n_shards"] == 3 and provenance["config"] == {"t": 1}
+    assert set(provenance["inputs"]) == {"split", "corpus", "index", "prompt"}  # no model: the oracle has none
+    assert provenance["inputs"]["prompt"]["sha256"] == sha256_file(prompt_file)

@@ -54,6 +54,6 @@ def test_with_everything_installed_it_uses_the_projects_code(project_dir, tiny_m
     pytest.importorskip("bm25s")
     report = run_check(project_dir, tiny_model, tmp_path, "--skip", "qlora")
     check_agent_section(report["agent"])
-    assert report["agent"]["environment"].startswith("react.search.index.WikiEnv")
-    assert report["lora"]["trainer"].startswith("react.training.finetune.make_trainer") and report["lora"]["steps"] == 2
+    assert report["agent"]["environment"].startswith("react.environment.offline.WikiEnv")
+    assert report["lora"]["trainer"].startswith("react.training.trainer.make_trainer") and report["lora"]["steps"] == 2
     assert "qlora: skipped (--skip)" in report["notes"]

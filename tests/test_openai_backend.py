@@ -17,17 +17,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from react.inference.backends import (
-    ModelLoadError,
-    Sampling,
-    TransformersBackend,
-    available_cpus,
-    make_backend,
-)
+from react.config.settings import default_engine_settings
+from react.inference.base import ModelLoadError, Sampling
 from react.inference.openai import OpenAIBackend, ServerError
+from react.inference.registry import ModelRef, start_engine
+from react.inference.transformers import TransformersBackend
+from react.threads import affinity_cpu_ids
 
 GREEDY = Sampling(max_new_tokens=24)
 SERVER_START_LIMIT_S = 240
+
+
+def openai_backend(base_url: str, name: str = "tiny", extra_body: dict | None = None, **fields) -> OpenAIBackend:
+    """The backend for ``name`` served at ``base_url``, with the schema's default settings but ``fields``."""
+    settings = default_engine_settings("openai", base_url=base_url, **fields)
+    return OpenAIBackend(name, name, settings, extra_body=extra_body)
 
 
 def free_port() -> int:
@@ -47,7 +51,7 @@ def prompts(prompt_prefix):
 
 @pytest.fixture(scope="module")
 def hf(tiny_model):
-    return TransformersBackend(str(tiny_model), "tiny", batch_size=3)
+    return TransformersBackend(str(tiny_model), "tiny", default_engine_settings("transformers", batch_size=3))
 
 
 def server_command(model_dir, port: int) -> list[str]:
@@ -67,7 +71,7 @@ def vllm_server(tiny_model, tmp_path_factory):
     port = free_port()
     env = {
         **os.environ,
-        "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, available_cpus())),
+        "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, affinity_cpu_ids())),
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         "VLLM_CPU_KVCACHE_SPACE": "1",
         "HF_HUB_OFFLINE": "1",
@@ -106,7 +110,7 @@ def vllm_server(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(vllm_server):
-    backend = OpenAIBackend("tiny", "tiny", base_url=vllm_server, max_concurrency=4)
+    backend = openai_backend(vllm_server, max_concurrency=4)
     yield backend
     backend.close()
 
@@ -128,7 +132,7 @@ class TestVLLMServer:
 
     def test_concurrency_does_not_change_results(self, vllm_server, served, prompts):
         many = [p + suffix for p in prompts for suffix in ("", " The")]
-        one_at_a_time = OpenAIBackend("tiny", "tiny", base_url=vllm_server, max_concurrency=1)
+        one_at_a_time = openai_backend(vllm_server, max_concurrency=1)
         try:
             for sampling in (GREEDY, Sampling(max_new_tokens=12, temperature=1.0, top_p=0.9)):
                 seeds = list(range(len(many)))
@@ -140,7 +144,7 @@ class TestVLLMServer:
     def test_count_tokens_matches_local_tokenizer(self, vllm_server, served, hf, tiny_model, prompts):
         texts = [*prompts, "", "Question: x"]
         assert served.count_tokens(texts) == hf.count_tokens(texts)
-        local = OpenAIBackend("tiny", "tiny", base_url=vllm_server, tokenizer=str(tiny_model))
+        local = openai_backend(vllm_server, tokenizer=str(tiny_model))
         try:
             assert local.count_tokens(texts) == hf.count_tokens(texts)
         finally:
@@ -148,7 +152,7 @@ class TestVLLMServer:
 
     def test_context_from_server_or_option(self, vllm_server, served):
         assert served.max_context == 8192
-        capped = OpenAIBackend("tiny", "tiny", base_url=vllm_server, max_model_len=4096)
+        capped = openai_backend(vllm_server, max_model_len=4096)
         assert capped.max_context == 4096
         capped.close()
 
@@ -160,7 +164,8 @@ class TestVLLMServer:
 
     def test_model_the_server_does_not_serve(self, vllm_server):
         with pytest.raises(ModelLoadError, match=r"does not serve 'smollm2'.*\['tiny'\]"):
-            make_backend("openai", "smollm2", "smollm2", {"base_url": vllm_server})
+            start_engine(ModelRef("smollm2", "smollm2", "openai",
+                                  default_engine_settings("openai", base_url=vllm_server)))
 
 
 # -- a scripted fake server ----------------------------------------------------------------
@@ -268,7 +273,7 @@ def backend_for(fake):
     made = []
 
     def make(**options):
-        backend = OpenAIBackend("tiny", "tiny", base_url=fake.url, **{**FAST, **options})
+        backend = openai_backend(fake.url, **{**FAST, **options})
         made.append(backend)
         return backend
 
@@ -326,6 +331,17 @@ def test_503_is_retried(fake, backend_for):
     assert len(fake.calls("/v1/completions")) == 3
 
 
+def test_408_is_retried_and_a_long_retry_after_is_capped_like_a_backoff(fake, backend_for):
+    fake.replies["/v1/completions"] = [reply(408, raw=b"timeout"),
+                                       reply(429, raw=b"", headers={"Retry-After": "3600"}),
+                                       reply(503, raw=b"", headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}),
+                                       completion("ok")]
+    started = time.perf_counter()
+    assert backend_for(max_retries=3).generate(["p"], [], GREEDY, [0])[0].text == "ok"
+    assert time.perf_counter() - started < 2  # max_backoff_s (0.05 s), not an hour; a past date: no wait
+    assert len(fake.calls("/v1/completions")) == 4
+
+
 def test_persistent_500_names_url_model_attempts_and_error(fake, backend_for):
     fake.replies["/v1/completions"] = [reply(500, {"error": {"message": "engine died"}})]
     with pytest.raises(ServerError) as info:
@@ -360,7 +376,7 @@ def test_server_down_fails_fast_naming_the_url():
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     started = time.perf_counter()
     with pytest.raises(ModelLoadError, match=f"model 'tiny'.*{url}.*ConnectError.*is the server running"):
-        make_backend("openai", "tiny", "tiny", {"base_url": url})
+        start_engine(ModelRef("tiny", "tiny", "openai", default_engine_settings("openai", base_url=url)))
     assert time.perf_counter() - started < 3
 
 
@@ -371,7 +387,7 @@ def test_server_that_never_answers_times_out():
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
         started = time.perf_counter()
         with pytest.raises(ModelLoadError, match=f"{url}/models.*no answer within 1.0 s"):
-            OpenAIBackend("tiny", "tiny", base_url=url, **FAST)
+            openai_backend(url, **FAST)
         assert time.perf_counter() - started < 5
 
 

@@ -13,18 +13,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from react.agent.loop import AgentConfig, Task, episode_row, run_agent
+from react.environment.offline import WikiEnv
 from react.io import write_parquet
 from react.results.plots import (
+    KeptCheckpoints,
     plot_em,
     plot_finish_reasons,
     plot_losses,
+    plot_run_loss,
     plot_steps,
     read_losses,
     write_table_html,
 )
 from react.results.tables import build_results
 from react.schemas import EPISODE_SCHEMA, FINISH_REASONS
-from react.search.index import Corpus, WikiEnv
+from react.search.index import Corpus
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_STEPS = 4
@@ -159,6 +162,26 @@ def test_loss_curves_of_all_runs_in_one_figure(results):
     assert plotted["not-evaluated"] == [(i + 1, pytest.approx(2.0 / (1 + i / 10))) for i in range(120)]
     assert plot_losses({"base-react": short}, [tmp / "alone.png"]) == read_losses({"base-react": short})
     assert_figures(tmp / "alone.png")
+
+
+def test_one_runs_loss_curve_is_the_same_drawing_with_its_checkpoints_marked(tmp_path):
+    losses = [2.0, 1.5, 1.2, 1.4, 1.1]
+    points = list(enumerate(losses, start=1))
+    # Without checkpoints, a run's figure is the all-runs figure of that run alone: one drawing function.
+    plot_losses({"training loss": loss_file(tmp_path / "loss.parquet", losses)}, [tmp_path / "all.svg"])
+    assert plot_run_loss(points, [tmp_path / "run.svg"], "Training loss of the finetune runs (1 run)") == points
+    assert (tmp_path / "run.svg").read_bytes() == (tmp_path / "all.svg").read_bytes()
+    # Kept checkpoints (one without a logged loss in its window) and the chosen one are drawn, the same each time.
+    kept = KeptCheckpoints([(2, 1.75), (4, float("nan")), (5, 1.1)], chosen=5, save_steps=2)
+    first, second = [tmp_path / "a.png", tmp_path / "a.svg"], [tmp_path / "b.png", tmp_path / "b.svg"]
+    for paths in (first, second):
+        assert plot_run_loss(points, paths, "Training loss of the finetune runs (1 run)", kept) == points
+    assert_figures(*first)
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    assert first[1].read_bytes() != (tmp_path / "run.svg").read_bytes()
+    plot_run_loss([], [tmp_path / "empty.png"], "no steps logged", kept)  # a run too short to log a loss
+    assert_figures(tmp_path / "empty.png")
 
 
 def test_table_page_holds_the_csv(results):

@@ -14,8 +14,11 @@ from numerics import assert_as_close_as_float32_allows
 from transformers import AutoModelForCausalLM
 
 from react.agent.loop import AgentConfig, Task, run_agent
-from react.inference.backends import Sampling, TransformersBackend
-from react.search.index import Corpus, WikiEnv
+from react.config.settings import default_engine_settings
+from react.environment.offline import WikiEnv
+from react.inference.base import Sampling
+from react.inference.transformers import TransformersBackend
+from react.search.index import Corpus
 
 GREEDY = Sampling(max_new_tokens=24)
 STEPS = [
@@ -38,11 +41,13 @@ def prompts(prompt_prefix):
 
 @pytest.fixture(scope="module")
 def uncached(tiny_model):
-    return TransformersBackend(str(tiny_model), "tiny", batch_size=3, prefix_cache=False)
+    return TransformersBackend(str(tiny_model), "tiny", default_engine_settings("transformers", batch_size=3,
+                                                                                prefix_cache=False))
 
 
-def cached_backend(tiny_model, **options):
-    return TransformersBackend(str(tiny_model), "tiny", batch_size=3, prefix_cache=True, **options)
+def cached_backend(tiny_model, prefix_cache_entries=4):
+    settings = default_engine_settings("transformers", batch_size=3, prefix_cache=True)
+    return TransformersBackend(str(tiny_model), "tiny", settings, prefix_cache_entries=prefix_cache_entries)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,7 @@ def reference(uncached, prompts):
 
 
 def test_cache_is_on_by_default_and_off_on_request(tiny_model, uncached):
-    assert TransformersBackend(str(tiny_model), "tiny").prefix_cache
+    assert TransformersBackend(str(tiny_model), "tiny", default_engine_settings("transformers")).prefix_cache
     uncached.generate(["Question: a\nThought 1:", "Question: b\nThought 1:"], [], GREEDY, [0, 0])
     assert uncached.stats["cached_calls"] == 0 and not uncached._prefixes
 

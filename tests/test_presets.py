@@ -14,7 +14,7 @@ from react.config.validate import ConfigError, load_config, validate_config
 from react.data.hotpotqa import load_jsonl_files
 from react.io import read_parquet
 from react.schemas import SPLIT_SCHEMA
-from react.search.sources import ABSTRACTS_2017
+from react.search.sources.abstracts import ABSTRACTS_2017
 
 PROJECT = Path(__file__).resolve().parent.parent
 PAPER = PROJECT / "config" / "paper.yaml"

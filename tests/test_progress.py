@@ -6,8 +6,9 @@ import logging
 import time
 
 from react.agent.loop import AgentConfig, Task, run_agent
+from react.environment.offline import WikiEnv
 from react.pipeline.evaluate import progress_logger
-from react.search.index import Corpus, WikiEnv
+from react.search.index import Corpus
 
 CORPUS = Corpus.from_paragraphs({"Milhouse": ["Milhouse was named after Richard Nixon."]})
 TASKS = [Task(f"q{i}", f"Who was Milhouse named after? ({i})", "Richard Nixon", "dev") for i in range(6)]

@@ -22,8 +22,9 @@ from react.agent.metrics import normalize_answer
 from react.agent.prompts import read_prompt
 from react.agent.protocol import ActionCrash, env_action, parse_react_action, prompt_observation
 from react.config.validate import load_schema
+from react.environment.offline import WikiEnv
 from react.paths import resolve_path
-from react.search.index import Corpus, WikiEnv
+from react.search.index import Corpus
 
 PROJECT = Path(__file__).resolve().parents[1]
 

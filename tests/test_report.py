@@ -7,10 +7,11 @@ import duckdb
 import pytest
 
 from react.agent.loop import AgentConfig, Task, episode_row, run_agent
+from react.environment.offline import WikiEnv
 from react.io import DataFileError, write_parquet
 from react.results.tables import build_results
 from react.schemas import EPISODE_SCHEMA
-from react.search.index import Corpus, WikiEnv
+from react.search.index import Corpus
 
 
 def eval_file(path, scripted, model, answers):

@@ -11,9 +11,10 @@ from pathlib import Path
 import yaml
 
 from react.agent.loop import AgentConfig, Task, run_agent
+from react.config.settings import engine_settings
 from react.config.validate import validate_config
-from react.pipeline.evaluate import backend_options
-from react.search.index import Corpus, WikiEnv
+from react.environment.offline import WikiEnv
+from react.search.index import Corpus
 
 PROJECT = Path(__file__).resolve().parent.parent
 CODE_RUNNERS = {"eval", "exec", "compile", "__import__"}
@@ -58,8 +59,8 @@ def test_remote_code_only_for_the_model_whose_entry_turns_it_on(project_dir, tin
     config["models"]["other"] = {"hf_id": "a/b", "backend": "transformers"}
     config = validate_config(config)
     for name, expected in (("smollm2-135m", False), ("other", False), ("trusted", True)):
-        options = backend_options(config["models"][name], config["backends"], None)
-        assert options["trust_remote_code"] is expected, name
+        settings = engine_settings(config["models"][name], config["backends"], None)
+        assert settings.trust_remote_code is expected, name
 
 
 def test_remote_code_is_never_switched_on_in_code():

@@ -16,22 +16,22 @@ import Stemmer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import react.search.index as wiki
+import react.search.corpus as corpus_file
 from react.agent.prompts import read_prompt
 from react.config.validate import load_schema
+from react.environment.offline import WikiEnv
 from react.io import DataFileError, read_parquet, read_provenance, write_parquet
 from react.schemas import CORPUS_SCHEMA, SPLIT_SCHEMA
+from react.search.corpus import corpus_sha256
 from react.search.index import (
     INDEX_META,
     Corpus,
-    WikiEnv,
     _query_terms,
     _stemmer,
-    build_corpus,
     build_index,
-    corpus_sha256,
     normalize_title,
 )
+from react.search.sources.splits import build_from_splits
 
 PROMPT = read_prompt(load_schema()["properties"]["prompt"]["default"])
 
@@ -310,7 +310,7 @@ def splits(tmp_path) -> list[Path]:
 
 
 def test_corpus_round_trip(tmp_path, splits):
-    build_corpus(splits, tmp_path / "wiki.parquet", {"rule": "test"})
+    build_from_splits(splits, tmp_path / "wiki.parquet", {"rule": "test"})
     table = read_parquet(tmp_path / "wiki.parquet", CORPUS_SCHEMA)
     assert table.column("title").to_pylist() == ["Arthur's Magazine", "Elia Kazan", "Leonid Levin", "Milhouse"]
     assert table.column("sentences").to_pylist()[3] == PAGES["Milhouse"]  # first kept, raw leading space
@@ -335,16 +335,16 @@ def test_corpus_round_trip(tmp_path, splits):
 
 
 def test_corpus_sha256_is_stable(tmp_path, splits):
-    build_corpus(splits, tmp_path / "a.parquet", {"run": 1})
-    build_corpus(splits, tmp_path / "b.parquet", {"run": 2})  # other provenance, same content
+    build_from_splits(splits, tmp_path / "a.parquet", {"run": 1})
+    build_from_splits(splits, tmp_path / "b.parquet", {"run": 2})  # other provenance, same content
     assert corpus_sha256(tmp_path / "a.parquet") == corpus_sha256(tmp_path / "b.parquet")
-    build_corpus(splits[::-1], tmp_path / "c.parquet")  # other first occurrence of Milhouse
+    build_from_splits(splits[::-1], tmp_path / "c.parquet")  # other first occurrence of Milhouse
     assert corpus_sha256(tmp_path / "c.parquet") != corpus_sha256(tmp_path / "a.parquet")
 
 
 def test_index_of_another_corpus_is_refused(tmp_path, splits):
-    build_corpus(splits, tmp_path / "a.parquet")
-    build_corpus(splits[:1], tmp_path / "b.parquet")
+    build_from_splits(splits, tmp_path / "a.parquet")
+    build_from_splits(splits[:1], tmp_path / "b.parquet")
     build_index(tmp_path / "b.parquet", tmp_path / "index_b")
     with pytest.raises(DataFileError, match="rebuild the index"):
         Corpus.load(tmp_path / "a.parquet", tmp_path / "index_b")
@@ -444,7 +444,7 @@ def _write_corpus(path: Path, rows: list[tuple[str, list[str]]], provenance: dic
 
 
 def test_streamed_index_equals_the_in_memory_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(wiki, "BATCH_ROWS", 3)  # several batches, postings spilled and placed batch by batch
+    monkeypatch.setattr(corpus_file, "BATCH_ROWS", 3)  # several batches, postings spilled and placed batch by batch
     path = _write_corpus(tmp_path / "wiki.parquet", sorted(MORE_PAGES.items()))
     build_index(path, tmp_path / "index")
     assert not (tmp_path / "index" / "postings.tmp").exists()
@@ -475,7 +475,7 @@ def test_index_from_before_the_streaming_build_still_loads(tmp_path):
 
 
 def test_same_rows_in_another_file_load_and_unsorted_rows_keep_the_first_title(tmp_path, monkeypatch):
-    monkeypatch.setattr(wiki, "BATCH_ROWS", 1)
+    monkeypatch.setattr(corpus_file, "BATCH_ROWS", 1)
     rows = [("foo  bar", ["second"]), ("B", ["b"]), ("Foo bar", ["first"])]  # not sorted by title
     built = _write_corpus(tmp_path / "a.parquet", rows, {"run": 1})
     build_index(built, tmp_path / "index")

@@ -25,12 +25,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from react.agent.protocol import EMPTY_PAGE, ActionCrash
-from react.environment.live import (
+from react.agent.protocol import EMPTY_PAGE, ActionCrash, page_sentences
+from react.environment.live import MAX_DISAMBIGUATION, LiveWikiEnv
+from react.environment.wikipedia import (
+    DEFAULT_BASE_URL,
     DEFAULT_USER_AGENT,
-    MAX_DISAMBIGUATION,
     CachedResponse,
-    LiveWikiEnv,
     ResponseCache,
     WikipediaCacheError,
     WikipediaCacheMiss,
@@ -38,8 +38,8 @@ from react.environment.live import (
     WikipediaError,
     cache_key,
     clean_str,
-    page_sentences,
     pages_sha256,
+    search_url,
 )
 
 DATA = Path(__file__).resolve().parent / "data" / "wiki_live"
@@ -393,8 +393,7 @@ def test_model_written_entities_never_raise(env, wiki, entity):
 @settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_search_url_is_the_originals(entity):
-    c = WikipediaClient("unused", base_url="https://en.wikipedia.org/")
-    url = c.search_url(entity)
+    url = search_url("https://en.wikipedia.org/", entity)
     assert url.startswith("https://en.wikipedia.org/w/index.php?search=")
     assert " " not in url
     if entity.isalnum() and entity.isascii():
@@ -410,6 +409,34 @@ def test_search_url_escapes_only_what_requests_escapes():
     assert c.search_url("[High Plains]").endswith("?search=%5BHigh+Plains%5D")
     assert c.search_url("AT&T").endswith("?search=AT&T")  # cut at "&" by Wikipedia, as online
     assert c.search_url("Café").endswith("?search=Caf%C3%A9")
+
+
+# The query of each URL as the original's client (requests 2.34) sent it: it keys the cache, so caches
+# written before the client moved to httpx keep being served.
+SENT_BY_REQUESTS = [
+    ("Adam Clayton Powell", "search=Adam+Clayton+Powell"),
+    ("[High Plains]", "search=%5BHigh+Plains%5D"),
+    ("AT&T", "search=AT&T"),
+    ("Café", "search=Caf%C3%A9"),
+    ("a#b", "search=a#b"),
+    ("x#", "search=x"),
+    ("#y#z", "search=#y%23z"),
+    ("100%", "search=100%25"),
+    ("%zz", "search=%25zz"),
+    ("%41%7e%2f", "search=A~%2F"),
+    ("50% off %20", "search=50%25+off+%2520"),
+    ("x\ny", "search=x%0Ay"),
+    ("é ü 中文", "search=%C3%A9+%C3%BC+%E4%B8%AD%E6%96%87"),
+    ("\ud800", "search=%ED%A0%80"),
+    ("a|b{c}^`\"<>", "search=a%7Cb%7Bc%7D%5E%60%22%3C%3E"),
+    ("?search=x&y=z", "search=?search=x&y=z"),
+    ("C:\\Users", "search=C:%5CUsers"),
+]
+
+
+@pytest.mark.parametrize(("entity", "query"), SENT_BY_REQUESTS)
+def test_search_url_is_the_one_requests_sent(entity, query):
+    assert search_url(DEFAULT_BASE_URL, entity) == f"https://en.wikipedia.org/w/index.php?{query}"
 
 
 # --------------------------------------------------------------------------- HTTP: retries, bounds, errors
@@ -477,7 +504,7 @@ def test_server_down_fails_fast_naming_the_url(tmp_path, sleeps):
         f"GET http://127.0.0.1:{port}/w/index.php?search=Colorado+orogeny failed after 3 attempt(s)"
         in str(err.value)
     )
-    assert "ConnectionError" in str(err.value)
+    assert "ConnectError" in str(err.value)
 
 
 def test_silent_server_times_out(tmp_path, sleeps):
@@ -652,7 +679,7 @@ def test_provenance(env, client):
     assert env.served == [] and len(client.served) == 2  # the episode's record restarts, the run's does not
     d = client.describe()
     assert d["base_url"] == client.base_url and d["parser"] == "html.parser" and d["offline"] is False
-    assert set(d) >= {"cache_dir", "user_agent", "beautifulsoup4", "requests"}
+    assert set(d) >= {"cache_dir", "user_agent", "beautifulsoup4", "httpx"}
 
 
 def test_corrupt_cache_entry_is_an_error_naming_the_file(wiki, client, tmp_path):

@@ -245,3 +245,18 @@ def test_leak_between_training_and_evaluation_fails_the_run(project_dir, tiny_mo
     result = snakemake(project_dir, tmp_path, config)
     assert result.returncode != 0
     assert "Error in rule build_dataset" in result.stderr and "overlap the evaluation split" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_catalog_test_config_runs_the_whole_pipeline(project_dir, tmp_path):
+    """.test/config/config.yaml, what CI runs as the Catalog does: both models in the table, paired."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [*SNAKEMAKE, "results/table.csv", "-d", str(tmp_path), "--cores", "2",
+         "--configfile", str(project_dir / ".test/config/config.yaml")],
+        cwd=project_dir, capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = [r for r in csv.DictReader((tmp_path / "results/table.csv").open()) if r["kind"] == "measured"]
+    assert [(r["model"], r["n"], r["n_paired"]) for r in rows] == [("smollm2-135m", "3", ""),
+                                                                  ("smollm2-135m-react", "3", "3")]

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from react import paths
 from react.io import DataFileError, read_parquet, read_provenance
 from react.provenance import explain_difference
 
 # Columns that measure the run, not its result: ignored when comparing rows.
 TIMING_COLUMNS = ("seconds",)
-EVAL_DIR = Path("results/eval")
 
 
 class CliError(Exception):
@@ -40,9 +40,9 @@ def eval_file(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".parquet" or path.exists():
         return path
-    candidate = EVAL_DIR / f"{name_or_path}.parquet"
+    candidate = Path(paths.EVAL.format(model=name_or_path))
     if not candidate.exists():
-        known = sorted(p.stem for p in EVAL_DIR.glob("*.parquet"))
+        known = sorted(p.stem for p in Path(paths.EVAL_DIR).glob("*.parquet"))
         raise CliError(f"no results for {name_or_path!r}: {candidate} does not exist "
                        f"(evaluated models: {', '.join(known) or 'none yet'})")
     return candidate
@@ -172,11 +172,11 @@ def ask(question: str, model_name: str, config_path: Path, answer: str | None, o
     """Run one question through the configured model and environment, printing each step as it happens."""
     from react.agent.loop import Task, episode_row, run_agent
     from react.agent.prompts import read_prefix
+    from react.config.settings import agent_settings, model_ref
     from react.config.validate import load_config, model_location, model_spec
-    from react.environment.wikis import open_wiki
-    from react.inference.backends import make_backend
+    from react.environment.wikis import open_wiki, wiki_settings
+    from react.inference.registry import start_engine
     from react.io import sha256_text
-    from react.pipeline.evaluate import ModelRef, agent_config
 
     config = load_config(config_path)
     if model_name not in config["models"] and model_name not in config["finetune"]:
@@ -189,19 +189,19 @@ def ask(question: str, model_name: str, config_path: Path, answer: str | None, o
                        f"`snakemake --cores 2 {location}`")
     corpus_name = config["evaluation"]["corpus"]
     corpus_spec = config["corpus"][corpus_name]
-    files = {} if "live" in corpus_spec else {"corpus_path": f"results/data/wiki/{corpus_name}.parquet",
-                                               "index_path": f"results/data/wiki/{corpus_name}.bm25s"}
+    files = {} if "live" in corpus_spec else {"corpus_path": paths.CORPUS.format(corpus=corpus_name),
+                                               "index_path": paths.INDEX.format(corpus=corpus_name)}
     for path in files.values():
         if not Path(path).exists():
             raise CliError(f"corpus {corpus_name!r}: {path} does not exist yet; make it with "
                            f"`snakemake --cores 2 {path}`")
     prefix = read_prefix(spec["prompt"], config["prompt"], config["instruction"])
-    agent = agent_config(config["agent"])
-    model = ModelRef.from_config(model_name, location, spec, config["backends"], None)
-    wiki = open_wiki(corpus_name, corpus_spec, **files)
+    agent = agent_settings(config["agent"])
+    model = model_ref(model_name, location, spec, config["backends"], None)
+    wiki = open_wiki(corpus_name, wiki_settings(corpus_name, corpus_spec), **files)
     print(f"{model_name} ({model.backend}, {spec['prompt']} prompt) on {corpus_name}; starting the engine ...",
           file=out, flush=True)
-    backend = make_backend(model.backend, model.location, model.name, model.options)
+    backend = start_engine(model)
     width = _width()
     print(_wrap("Question: ", question, width), file=out, flush=True)
     shown = 0
@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask_cmd.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     ask_cmd.add_argument("--answer", help="the gold answer, to score the prediction")
     reference = commands.add_parser("config-reference", help="print the configuration reference (Markdown)")
-    reference.add_argument("--write", type=Path, metavar="README", help="replace the generated section of this file")
+    reference.add_argument("--write", type=Path, metavar="FILE",
+                           help="replace the generated section of this file (docs/configuration.md)")
     diff = commands.add_parser("diff", help="compare two result Parquet files and say why they differ")
     diff.add_argument("a", type=Path)
     diff.add_argument("b", type=Path)

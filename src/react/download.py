@@ -12,24 +12,22 @@ is removed, and the error names the URL, the file and both hashes.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import os
 import re
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from react import __version__
+import httpx
+
+from react import http
 from react.io import DataFileError, current_umask
 
 DOWNLOAD_TIMEOUT_S = 60
-USER_AGENT = f"react-bench/{__version__} (python-urllib)"
 ALGORITHMS = ("md5", "sha256")  # every download and archive read records both
 CHUNK = 1 << 20
 LOG_EVERY_S = 30.0  # progress lines when stderr is not a terminal (a Snakemake log)
@@ -127,29 +125,29 @@ class Progress:
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+# The bytes as published: no transfer compression, whose bytes would be neither the file's nor its length.
+_HEADERS = {"Accept-Encoding": "identity"}
 
 
-class _Restart(Exception):
+class _Restart(http.Transient):
     """The partial file cannot be continued: start again from byte 0."""
 
+    def __init__(self) -> None:
+        super().__init__("the server cannot continue the partial file", retry_after=0.0)
 
-def _fetch_into(url: str, part: Path, hashes: Hashes, timeout: float, user_agent: str,
-                progress_name: str) -> None:
+
+def _fetch_into(client: httpx.Client, url: str, part: Path, hashes: Hashes, progress_name: str) -> None:
     """Append the rest of ``url`` to ``part`` (whose bytes ``hashes`` has seen); raise on a lost connection."""
     offset = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": user_agent}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # nothing after `offset`: the part is whole or is another file
-            raise _Restart from exc
-        raise
-    with response:
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    with client.stream("GET", url, headers=headers) as response:
+        if response.status_code == 416 and offset:  # nothing after `offset`: the part is whole or is another file
+            raise _Restart
+        if not response.is_success:  # an answer, not a lost connection: asking again will not help
+            raise DataFileError(f"{url}: download failed (HTTP Error {response.status_code}: "
+                                f"{response.reason_phrase})")
         length = response.headers.get("Content-Length")
-        if offset and response.status == 206:
+        if offset and response.status_code == 206:
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
                 raise _Restart
@@ -163,18 +161,18 @@ def _fetch_into(url: str, part: Path, hashes: Hashes, timeout: float, user_agent
         progress = Progress(progress_name, total, offset)
         try:
             with open(part, "ab") as out:
-                while block := response.read(CHUNK):
+                for block in response.iter_raw():  # as received: a lost connection keeps every byte
                     out.write(block)
                     hashes.update(block)
                     progress.update(len(block))
         finally:
             progress.close()
     if expected_end is not None and hashes.size < expected_end:
-        raise http.client.IncompleteRead(b"", expected_end - hashes.size)
+        raise httpx.RemoteProtocolError(f"the body ended after {hashes.size:,} of {expected_end:,} bytes")
 
 
 def download(url: str, dest: str | Path, checksums: dict[str, str], timeout: float = DOWNLOAD_TIMEOUT_S,
-             user_agent: str = USER_AGENT, resumes: int = RESUMES,
+             user_agent: str = http.USER_AGENT, resumes: int = RESUMES,
              sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
     """Download ``url`` to ``dest`` once its ``checksums`` (``{"md5"|"sha256": hex}``) match; its md5 and sha256.
 
@@ -201,30 +199,39 @@ def download(url: str, dest: str | Path, checksums: dict[str, str], timeout: flo
             while block := fh.read(CHUNK):
                 hashes.update(block)
         log.info(f"{url}: resuming after {hashes.size:,} bytes")
-    complete = hashes.size and mismatches(checksums, hashes.hexdigests(), "") is None  # stopped before the rename
-    attempt = 0
-    while not complete:
-        try:
-            _fetch_into(url, part, hashes, timeout, user_agent, dest.name)
-            complete = True
-        except _Restart:
-            part.unlink(missing_ok=True)
-            hashes = Hashes()
-            attempt += 1
-            if attempt > resumes:
-                raise DataFileError(f"{url}: download failed (the server cannot continue {part.name})") from None
-        except urllib.error.HTTPError as exc:  # an answer, not a lost connection: asking again will not help
-            raise DataFileError(f"{url}: download failed ({exc})") from exc
-        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, IncompleteRead
-            attempt += 1
-            if not hashes.size:  # nothing received (no route, refused): the next run starts afresh
+    if not (hashes.size and mismatches(checksums, hashes.hexdigests(), "") is None):  # else stopped before the rename
+        # Each lost connection or restart is one retry of the policy: 2, 4, ... 60 s apart (a restart: at once).
+        policy = http.RetryPolicy(attempts=resumes + 1, base_delay=2.0, max_delay=60.0, statuses=frozenset(),
+                                  errors=(httpx.TransportError, OSError))
+
+        def attempt(n: int) -> None:
+            nonlocal hashes
+            try:
+                _fetch_into(client, url, part, hashes, dest.name)
+            except _Restart:
                 part.unlink(missing_ok=True)
-                raise DataFileError(f"{url}: download failed ({exc})") from exc
-            if attempt > resumes:
-                raise DataFileError(f"{url}: download failed ({exc}); {hashes.size:,} bytes are kept in {part} "
-                                    "and the next run resumes from there") from exc
-            log.warning(f"{url}: connection lost after {hashes.size:,} bytes ({exc!r}); resuming")
-            sleep(min(60.0, 2.0 ** attempt))
+                hashes = Hashes()
+                raise
+            except Exception as exc:  # noqa: BLE001  (the policy says which are lost connections)
+                if not policy.retries_error(exc):
+                    raise
+                if not hashes.size:  # nothing received (no route, refused): the next run starts afresh
+                    part.unlink(missing_ok=True)
+                    raise DataFileError(f"{url}: download failed ({exc})") from exc
+                raise http.Transient(str(exc), transport=True) from exc
+
+        def on_retry(failure: http.Transient, n: int, delay: float) -> None:
+            if failure.transport:
+                log.warning(f"{url}: connection lost after {hashes.size:,} bytes ({failure.__cause__!r}); resuming")
+
+        with http.client(timeout=timeout, user_agent=user_agent, headers=_HEADERS) as client:
+            try:
+                http.with_retries(attempt, policy, sleep=sleep, on_retry=on_retry)
+            except http.RetriesExhausted as exc:
+                if isinstance(exc.last, _Restart):
+                    raise DataFileError(f"{url}: download failed (the server cannot continue {part.name})") from None
+                raise DataFileError(f"{url}: download failed ({exc.last}); {hashes.size:,} bytes are kept in "
+                                    f"{part} and the next run resumes from there") from exc.last.__cause__
     actual = hashes.hexdigests()
     problem = mismatches(checksums, actual, f"{url} (file {dest.name})")
     if problem:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from react.inference.backends import ModelLoadError
+from react.inference.base import ModelLoadError
 from react.io import atomic_dir, sha256_file
 
 PROVENANCE_FILE = "react_model.json"  # written into every model folder the workflow makes

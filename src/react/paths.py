@@ -8,6 +8,7 @@ nothing heavy: job scripts import it before numpy sizes its thread pools.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 RESULTS = "results"
@@ -31,17 +32,24 @@ TABLE = f"{RESULTS}/table.csv"
 DATABASE = f"{RESULTS}/results.duckdb"
 PLOT = f"{RESULTS}/plots/{{name}}.{{ext}}"
 TABLE_HTML = f"{RESULTS}/plots/table.html"
-LOG = f"{RESULTS}/logs/{{rule}}/{{job}}.log"
+LOG_DIR = f"{RESULTS}/logs"
+LOG = f"{LOG_DIR}/{{rule}}/{{job}}.log"
 
 PACKAGE_PREFIX = "package:"  # a path inside the installed react package (its prompts)
 PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR_VARIABLE = "REACT_PROJECT_DIR"  # where the conda environments' post-deploy scripts find the library
 _project_dir: Path | None = None  # the workflow's folder, told by the workflow (set_project_dir)
 
 
 def set_project_dir(path: str | Path) -> None:
-    """The folder the workflow lives in: relative paths missing from the working directory are read there."""
+    """The folder the workflow lives in: relative paths missing from the working directory are read there.
+
+    Exported to the environment too: Snakemake runs workflow/envs/*.post-deploy.sh, which install
+    the library from this folder into a new conda environment, as children of the process that set it.
+    """
     global _project_dir
     _project_dir = Path(path).resolve()
+    os.environ[PROJECT_DIR_VARIABLE] = str(_project_dir)
 
 
 def resolve_path(path: str | Path) -> Path:

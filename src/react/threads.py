@@ -71,11 +71,16 @@ def choose_threads(given: int | None, affinity: int, quota: float | None = None,
     return ThreadChoice(threads, given or None, affinity, quota, slurm)
 
 
-def affinity_cpus() -> int:
+def affinity_cpu_ids() -> list[int]:
+    """The CPUs in the process's affinity mask (what an engine binds its threads to)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
+
+
+def affinity_cpus() -> int:
+    return len(affinity_cpu_ids())
 
 
 def slurm_cpus(environ: MutableMapping[str, str] | None = None) -> int | None:

@@ -5,14 +5,16 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 import react.config.validate as react_config
-import react.search.sources as corpus_sources
+from react import paths
 from react.config.validate import ConfigError, bundled_file, validate_config
 from react.paths import resolve_path, set_project_dir
 from react.agent.prompts import prompt_files
 from react.schemas import SCHEMA_VERSIONS
+from react.search.sources.registry import corpus_source, downloads
 
 # Relative paths in a config (bundled data, prompt files) are read from the working
-# directory, else from the folder this workflow came with.
+# directory, else from the folder this workflow came with (set_project_dir also exports it
+# as REACT_PROJECT_DIR, from where workflow/envs/*.post-deploy.sh install the library).
 set_project_dir(Path(workflow.basedir).parent)
 
 try:
@@ -28,6 +30,9 @@ DATASETS = config["datasets"]
 EVAL = config["evaluation"]
 PROMPT = [str(path) for path in prompt_files(config["prompt"])]
 INSTRUCTION = str(resolve_path(config["instruction"]))
+# The offline corpora, typed (live Wikipedias build no files), and the archives they download.
+CORPORA = {name: corpus_source(spec) for name, spec in config["corpus"].items() if "live" not in spec}
+DOWNLOADS = downloads(CORPORA)
 
 
 def one_of(names):
@@ -37,9 +42,8 @@ def one_of(names):
 
 wildcard_constraints:
     split=one_of(config["data"]),
-    corpus=one_of(name for name, spec in config["corpus"].items() if "live" not in spec),
-    archive=one_of(corpus_sources.url_file_name(spec["url"]) for spec in config["corpus"].values()
-                   if spec.get("source") == "hotpotqa-abstracts" and not spec.get("path")),
+    corpus=one_of(CORPORA),
+    archive=one_of(DOWNLOADS),
     model=one_of([*MODELS, *RUNS]),
     teacher=one_of(TEACHERS),
     run=one_of(RUNS),
@@ -61,20 +65,19 @@ def split_files(wildcards):
 
 def corpus_inputs(wildcards):
     """What an offline corpus is built from: its splits, its downloaded archive, or its local files."""
-    return corpus_sources.input_files(config["corpus"][wildcards.corpus])
+    return CORPORA[wildcards.corpus].input_files()
 
 
 def archive_spec(wildcards):
-    """The corpus entry whose URL downloads to results/downloads/{archive}."""
-    return next(spec for spec in config["corpus"].values() if spec.get("source") == "hotpotqa-abstracts"
-                and not spec.get("path") and corpus_sources.url_file_name(spec["url"]) == wildcards.archive)
+    """The corpus entry whose URL downloads to paths.DOWNLOAD; a dict, so that Snakemake sees it change."""
+    return config["corpus"][DOWNLOADS[wildcards.archive]]
 
 
 def wiki_files(corpus):
     """Corpus Parquet and index of an offline corpus; a live Wikipedia has no input files."""
-    if "live" in config["corpus"][corpus]:
+    if corpus not in CORPORA:
         return {}
-    return {"corpus": f"results/data/wiki/{corpus}.parquet", "index": f"results/data/wiki/{corpus}.bm25s"}
+    return {"corpus": paths.CORPUS.format(corpus=corpus), "index": paths.INDEX.format(corpus=corpus)}
 
 
 def model_spec(name):
@@ -98,12 +101,12 @@ def model_files(wildcards):
 def teacher_shards(teacher):
     spec = TEACHERS[teacher]
     n = spec["shards"]
-    return [f"results/trajectories/{teacher}/{spec['split']}/shard-{i}-of-{n}.parquet" for i in range(1, n + 1)]
+    return [paths.SHARD.format(teacher=teacher, split=spec["split"], i=i, n=n) for i in range(1, n + 1)]
 
 
 def source_files(source):
     """Episode files of a dataset source: a teacher's shards or an import."""
-    return teacher_shards(source) if source in TEACHERS else [f"results/imports/{source}.parquet"]
+    return teacher_shards(source) if source in TEACHERS else [paths.IMPORT.format(name=source)]
 
 
 def dataset_sources(wildcards):
@@ -124,7 +127,7 @@ def finetuned_model_info():
     """Per evaluated finetune run: base, dataset and the manifest that counts its examples."""
     return {
         name: {"base_model": RUNS[name]["base"], "dataset": RUNS[name]["dataset"],
-               "manifest": f"results/datasets/{RUNS[name]['dataset']}.manifest.json"}
+               "manifest": paths.MANIFEST.format(dataset=RUNS[name]["dataset"])}
         for name in EVAL["models"] if name in RUNS
     }
 

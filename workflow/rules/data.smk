@@ -5,7 +5,7 @@ rule prepare_split:
     input:
         split_files,
     output:
-        "results/data/hotpotqa/{split}.parquet",
+        paths.SPLIT,
     params:
         spec=lambda wildcards: config["data"][wildcards.split],
         schema=SCHEMA_VERSIONS["split"],
@@ -15,7 +15,7 @@ rule prepare_split:
     conda:
         "../envs/core.yaml"
     log:
-        "results/logs/prepare_split/{split}.log",
+        paths.LOG.format(rule="prepare_split", job="{split}"),
     script:
         "../scripts/prepare_split.py"
 
@@ -24,14 +24,14 @@ rule prepare_split:
 # workflow is started: cluster nodes often cannot reach the internet.
 rule download_corpus:
     output:
-        "results/downloads/{archive}",
+        paths.DOWNLOAD,
     params:
         spec=archive_spec,
     localrule: True
     conda:
         "../envs/core.yaml"
     log:
-        "results/logs/download_corpus/{archive}.log",
+        paths.LOG.format(rule="download_corpus", job="{archive}"),
     script:
         "../scripts/download_corpus.py"
 
@@ -40,9 +40,9 @@ rule build_corpus:
     input:
         corpus_inputs,
     output:
-        "results/data/wiki/{corpus}.parquet",
+        paths.CORPUS,
     params:
-        spec=lambda wildcards: config["corpus"][wildcards.corpus],
+        spec=lambda wildcards: config["corpus"][wildcards.corpus],  # a dict: Snakemake sees it change
         schema=SCHEMA_VERSIONS["corpus"],
     threads: job_threads()
     resources:
@@ -50,22 +50,22 @@ rule build_corpus:
     conda:
         "../envs/core.yaml"
     log:
-        "results/logs/build_corpus/{corpus}.log",
+        paths.LOG.format(rule="build_corpus", job="{corpus}"),
     script:
         "../scripts/build_corpus.py"
 
 
 rule build_index:
     input:
-        "results/data/wiki/{corpus}.parquet",
+        paths.CORPUS,
     output:
-        directory("results/data/wiki/{corpus}.bm25s"),
+        directory(paths.INDEX),
     threads: job_threads()
     resources:
         **job_resources(),
     conda:
         "../envs/core.yaml"
     log:
-        "results/logs/build_index/{corpus}.log",
+        paths.LOG.format(rule="build_index", job="{corpus}"),
     script:
         "../scripts/build_index.py"

@@ -4,11 +4,11 @@
 rule evaluate:
     input:
         unpack(lambda wildcards: wiki_files(EVAL["corpus"])),
-        split=f"results/data/hotpotqa/{EVAL['split']}.parquet",
+        split=paths.SPLIT.format(split=EVAL["split"]),
         prompt=lambda wildcards: PROMPT if model_spec(wildcards.model)["prompt"] == "few-shot" else [INSTRUCTION],
         model=model_files,
     output:
-        "results/eval/{model}.parquet",
+        paths.EVAL,
     params:
         location=lambda wildcards: model_location(wildcards.model),
         model=lambda wildcards: model_spec(wildcards.model),
@@ -27,6 +27,6 @@ rule evaluate:
     conda:
         "../envs/vllm.yaml"
     log:
-        "results/logs/evaluate/{model}.log",
+        paths.LOG.format(rule="evaluate", job="{model}"),
     script:
         "../scripts/evaluate.py"

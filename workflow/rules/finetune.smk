@@ -5,10 +5,10 @@ rule build_dataset:
     input:
         sources=dataset_sources,
         instruction=INSTRUCTION,
-        eval_split=f"results/data/hotpotqa/{EVAL['split']}.parquet",
+        eval_split=paths.SPLIT.format(split=EVAL["split"]),
     output:
-        jsonl="results/datasets/{dataset}.jsonl",
-        manifest="results/datasets/{dataset}.manifest.json",
+        jsonl=paths.DATASET,
+        manifest=paths.MANIFEST,
     params:
         spec=lambda wildcards: DATASETS[wildcards.dataset],
         sources=lambda wildcards: {s: source_files(s) for s in DATASETS[wildcards.dataset]["sources"]},
@@ -18,7 +18,7 @@ rule build_dataset:
     conda:
         "../envs/core.yaml"
     log:
-        "results/logs/build_dataset/{dataset}.log",
+        paths.LOG.format(rule="build_dataset", job="{dataset}"),
     script:
         "../scripts/build_dataset.py"
 
@@ -26,11 +26,11 @@ rule build_dataset:
 rule finetune:
     input:
         base=lambda wildcards: files_of_model(RUNS[wildcards.run]["base"]),
-        dataset=lambda wildcards: f"results/datasets/{RUNS[wildcards.run]['dataset']}.jsonl",
+        dataset=lambda wildcards: paths.DATASET.format(dataset=RUNS[wildcards.run]["dataset"]),
     output:
-        checkpoints=directory("results/finetune/{run}/checkpoints"),
-        loss="results/finetune/{run}/loss.parquet",
-        plot=report("results/finetune/{run}/loss.png", category="Finetuning", subcategory="Per run",
+        checkpoints=directory(paths.CHECKPOINTS),
+        loss=paths.LOSS,
+        plot=report(paths.LOSS_PLOT, category="Finetuning", subcategory="Per run",
                     caption="../report/run_loss.rst", labels={"run": "{run}"}),
     params:
         base=lambda wildcards: model_location(RUNS[wildcards.run]["base"]),
@@ -41,7 +41,7 @@ rule finetune:
     conda:
         "../envs/train.yaml"
     log:
-        "results/logs/finetune/{run}.log",
+        paths.LOG.format(rule="finetune", job="{run}"),
     script:
         "../scripts/finetune.py"
 
@@ -49,11 +49,11 @@ rule finetune:
 rule merge:
     input:
         base=lambda wildcards: files_of_model(RUNS[wildcards.run]["base"]),
-        checkpoints="results/finetune/{run}/checkpoints",
-        loss="results/finetune/{run}/loss.parquet",
-        dataset=lambda wildcards: f"results/datasets/{RUNS[wildcards.run]['dataset']}.jsonl",
+        checkpoints=paths.CHECKPOINTS,
+        loss=paths.LOSS,
+        dataset=lambda wildcards: paths.DATASET.format(dataset=RUNS[wildcards.run]["dataset"]),
     output:
-        directory("results/models/{run}"),
+        directory(paths.MODEL.format(model="{run}")),
     params:
         base=lambda wildcards: model_location(RUNS[wildcards.run]["base"]),
         run=lambda wildcards: RUNS[wildcards.run],
@@ -63,6 +63,6 @@ rule merge:
     conda:
         "../envs/train.yaml"
     log:
-        "results/logs/merge/{run}.log",
+        paths.LOG.format(rule="merge", job="{run}"),
     script:
         "../scripts/merge.py"

@@ -6,7 +6,7 @@ rule convert_gguf:
     input:
         gguf_file,
     output:
-        directory("results/models/{model}"),
+        directory(paths.MODEL),
     wildcard_constraints:
         model=one_of(name for name, spec in MODELS.items() if "gguf" in spec),
     params:
@@ -17,6 +17,6 @@ rule convert_gguf:
     conda:
         "../envs/train.yaml"
     log:
-        "results/logs/convert_gguf/{model}.log",
+        paths.LOG.format(rule="convert_gguf", job="{model}"),
     script:
         "../scripts/convert_gguf.py"

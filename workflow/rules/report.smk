@@ -3,7 +3,7 @@
 
 rule table:
     input:
-        evals=expand("results/eval/{model}.parquet", model=EVAL["models"]),
+        evals=expand(paths.EVAL, model=EVAL["models"]),
         manifests=[info["manifest"] for info in finetuned_model_info().values()],
         published=(
             [str(resolve_path(config["report"]["published"]))]
@@ -12,13 +12,13 @@ rule table:
         ),
     output:
         table=report(
-            "results/table.csv",
+            paths.TABLE,
             caption="../report/table.rst",
             category="Results",
             subcategory="Table",
             labels={"table": "comparison table", "format": "CSV"},
         ),
-        db="results/results.duckdb",
+        db=paths.DATABASE,
     params:
         finetuned=finetuned_model_info(),
     threads: job_threads()
@@ -27,7 +27,7 @@ rule table:
     conda:
         "../envs/core.yaml"
     log:
-        "results/logs/table.log",
+        f"{paths.LOG_DIR}/table.log",
     script:
         "../scripts/make_table.py"
 
@@ -49,7 +49,7 @@ FIGURES = {
 }
 PLOT_OUTPUTS = {
     f"{key}_{fmt}": report(
-        f"results/plots/{name}.{fmt}",
+        paths.PLOT.format(name=name, ext=fmt),
         caption=f"../report/{name}.rst",
         category=category,
         subcategory=subcategory,
@@ -62,12 +62,12 @@ PLOT_OUTPUTS = {
 
 rule plots:
     input:
-        db="results/results.duckdb",
-        losses=[f"results/finetune/{run}/loss.parquet" for run in PLOTTED_RUNS],
+        db=paths.DATABASE,
+        losses=[paths.LOSS.format(run=run) for run in PLOTTED_RUNS],
     output:
         **PLOT_OUTPUTS,
         table_html=report(
-            "results/plots/table.html",
+            paths.TABLE_HTML,
             caption="../report/table.rst",
             category="Results",
             subcategory="Table",
@@ -81,6 +81,6 @@ rule plots:
     conda:
         "../envs/core.yaml"
     log:
-        "results/logs/plots.log",
+        f"{paths.LOG_DIR}/plots.log",
     script:
         "../scripts/make_plots.py"

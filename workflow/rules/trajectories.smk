@@ -4,11 +4,11 @@
 rule generate_trajectories:
     input:
         unpack(lambda wildcards: wiki_files(TEACHERS[wildcards.teacher]["corpus"])),
-        split="results/data/hotpotqa/{split}.parquet",
+        split=paths.SPLIT,
         prompt=PROMPT,
         model=teacher_model_files,
     output:
-        "results/trajectories/{teacher}/{split}/shard-{i}-of-{n}.parquet",
+        paths.SHARD,
     params:
         spec=lambda wildcards: TEACHERS[wildcards.teacher],
         corpus=lambda wildcards: config["corpus"][TEACHERS[wildcards.teacher]["corpus"]],
@@ -26,7 +26,7 @@ rule generate_trajectories:
     conda:
         "../envs/vllm.yaml"
     log:
-        "results/logs/generate/{teacher}/{split}/shard-{i}-of-{n}.log",
+        paths.LOG.format(rule="generate", job="{teacher}/{split}/shard-{i}-of-{n}"),
     script:
         "../scripts/generate_trajectories.py"
 
@@ -35,11 +35,11 @@ rule import_trajectories:
     input:
         source=lambda wildcards: [str(resolve_path(IMPORTS[wildcards.name]["path"]))] if "path" in IMPORTS[wildcards.name] else [],
         gold=lambda wildcards: (
-            [f"results/data/hotpotqa/{IMPORTS[wildcards.name]['gold_split']}.parquet"]
+            [paths.SPLIT.format(split=IMPORTS[wildcards.name]["gold_split"])]
             if IMPORTS[wildcards.name]["gold_split"] else []
         ),
     output:
-        "results/imports/{name}.parquet",
+        paths.IMPORT,
     params:
         spec=lambda wildcards: IMPORTS[wildcards.name],
         schema=SCHEMA_VERSIONS["episode"],
@@ -49,6 +49,6 @@ rule import_trajectories:
     conda:
         "../envs/core.yaml"
     log:
-        "results/logs/import/{name}.log",
+        paths.LOG.format(rule="import", job="{name}"),
     script:
         "../scripts/import_trajectories.py"

@@ -5,9 +5,9 @@ from react.pipeline.jobs import logged, start
 start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
 
 from react.provenance import make_provenance
-from react.search.sources import build_corpus
+from react.search.sources.registry import build_corpus, corpus_source
 
 with logged(snakemake):
-    spec = dict(snakemake.params.spec)
-    build_corpus(spec, snakemake.output[0], make_provenance("build_corpus", {"corpus": snakemake.wildcards.corpus}),
-                 split_parquets=list(snakemake.input) if "splits" in spec else ())
+    build_corpus(corpus_source(snakemake.params.spec), snakemake.output[0],
+                 make_provenance("build_corpus", {"corpus": snakemake.wildcards.corpus}),
+                 split_parquets=list(snakemake.input))

@@ -4,7 +4,8 @@ from react.pipeline.jobs import logged, start
 
 start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
 
-from react.search.sources import download_archive
+from react.search.sources.abstracts import download_archive
+from react.search.sources.registry import corpus_source
 
 with logged(snakemake):
-    download_archive(dict(snakemake.params.spec), snakemake.output[0])
+    download_archive(corpus_source(snakemake.params.spec), snakemake.output[0])

@@ -2,36 +2,34 @@
 
 from react.pipeline.jobs import input_files, logged, start
 
-start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
+if __name__ == "__main__":  # not in the engine vLLM spawns, which re-runs this file as __mp_main__
+    start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
 
 
 def main(snakemake) -> None:
     # Imported here, not at the top: see the note at the bottom.
-    from react.agent.prompts import read_prefix
-    from react.pipeline.evaluate import ModelRef, evaluate_model
+    from dataclasses import asdict
 
-    params = snakemake.params
+    from react.agent.prompts import read_prefix
+    from react.config.settings import agent_settings, evaluation_settings, model_ref
+    from react.environment.wikis import wiki_settings
+    from react.pipeline.evaluate import Output, Prompt, QuestionSample, WikiFiles, evaluate_model
+
+    params, name = snakemake.params, snakemake.wildcards.model
     spec = dict(params.model)
-    model = ModelRef.from_config(snakemake.wildcards.model, params.location, spec, params.backends,
-                                 snakemake.threads)
+    evaluation = evaluation_settings({**params.evaluation, "models": [name]})  # this job's one model
+    model = model_ref(name, params.location, spec, params.backends, snakemake.threads)
     evaluate_model(
-        model=model,
-        split_path=snakemake.input.split,
-        split=params.evaluation["split"],
-        corpus_name=params.evaluation["corpus"],
-        corpus_spec=dict(params.corpus),
-        corpus_path=snakemake.input.get("corpus"),
-        index_path=snakemake.input.get("index"),
-        prefix=read_prefix(spec["prompt"], params.prompt, params.instruction),
-        prompt_files=input_files(snakemake, "prompt"),
-        prompt_kind=spec["prompt"],
-        agent=params.agent,
-        n_questions=params.evaluation["n_questions"],
-        sample_seed=params.evaluation["seed"],
-        population=params.population,
-        out_path=snakemake.output[0],
-        provenance_config={"model": spec, "agent": params.agent, "evaluation": params.evaluation,
-                           "backend": model.options},
+        model,
+        QuestionSample(snakemake.input.split, evaluation.split, evaluation.n_questions, evaluation.seed,
+                       params.population),
+        WikiFiles(evaluation.corpus, wiki_settings(evaluation.corpus, dict(params.corpus)),
+                  snakemake.input.get("corpus"), snakemake.input.get("index")),
+        Prompt(read_prefix(spec["prompt"], params.prompt, params.instruction), spec["prompt"],
+               tuple(input_files(snakemake, "prompt"))),
+        agent_settings(params.agent),
+        Output(snakemake.output[0], {"model": spec, "agent": params.agent, "evaluation": params.evaluation,
+                                     "backend": asdict(model.settings)}),
     )
 
 

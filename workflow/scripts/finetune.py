@@ -5,18 +5,16 @@ from react.pipeline.jobs import logged, start
 start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
 
 from react.provenance import make_provenance
-from react.training.finetune import finetune, resolve_hyperparameters
+from react.training.presets import Hyperparameters
+from react.training.trainer import RunFiles, finetune
 
 with logged(snakemake):
     run = snakemake.params.run
-    hyperparameters = resolve_hyperparameters(run["preset"], run["hyperparameters"])
     finetune(
         snakemake.params.base,
         snakemake.input.dataset,
-        snakemake.output.checkpoints,
-        snakemake.output.loss,
-        snakemake.output.plot,
-        hyperparameters,
+        Hyperparameters.from_preset(run["preset"], run["hyperparameters"]),
+        RunFiles(snakemake.output.checkpoints, snakemake.output.loss, snakemake.output.plot),
         threads=snakemake.threads,
         provenance=make_provenance("finetune", {"run": snakemake.wildcards.run, **run},
                                    {"dataset": snakemake.input.dataset}),

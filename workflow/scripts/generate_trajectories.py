@@ -2,45 +2,36 @@
 
 from react.pipeline.jobs import input_files, logged, start
 
-start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
+if __name__ == "__main__":  # not in the engine vLLM spawns, which re-runs this file as __mp_main__
+    start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
 
 
 def main(snakemake) -> None:
     # Imported here, not at the top: see scripts/evaluate.py on vLLM's spawned engine.
-    from dataclasses import replace
-
     from react.agent.prompts import read_prompt
-    from react.pipeline.evaluate import ModelRef, agent_config
+    from react.config.settings import agent_settings, model_ref, teacher_agent, teacher_settings
+    from react.environment.wikis import wiki_settings
+    from react.pipeline.evaluate import Output, Prompt, QuestionSample, WikiFiles
     from react.pipeline.generate import generate_shard
 
     params, wildcards = snakemake.params, snakemake.wildcards
-    if wildcards.split != params.spec["split"] or int(wildcards.n) != params.spec["shards"]:
-        raise ValueError(f"teacher {wildcards.teacher!r} is configured for split {params.spec['split']!r} in "
-                         f"{params.spec['shards']} shards, not {wildcards.split!r} in {wildcards.n}")
-    spec = {**params.spec, "split": wildcards.split, "population": params.population}
-    agent = agent_config(params.agent)
-    if spec["temperature"] is not None:
-        agent = replace(agent, sampling=replace(agent.sampling, temperature=spec["temperature"]))
+    teacher = teacher_settings(wildcards.teacher, params.spec)
+    if wildcards.split != teacher.split or int(wildcards.n) != teacher.shards:
+        raise ValueError(f"teacher {teacher.name!r} is configured for split {teacher.split!r} in "
+                         f"{teacher.shards} shards, not {wildcards.split!r} in {wildcards.n}")
     model = None
     if params.model is not None:
-        model = ModelRef.from_config(spec["model"], params.location, params.model, params.backends,
-                                     snakemake.threads)
+        model = model_ref(teacher.model, params.location, params.model, params.backends, snakemake.threads)
     generate_shard(
-        teacher=wildcards.teacher,
-        spec=spec,
-        model=model,
-        split_path=snakemake.input.split,
-        corpus_name=spec["corpus"],
-        corpus_spec=dict(params.corpus),
-        corpus_path=snakemake.input.get("corpus"),
-        index_path=snakemake.input.get("index"),
-        prefix=read_prompt(params.prompt),
-        prompt_files=input_files(snakemake, "prompt"),
-        agent=agent,
-        shard=int(wildcards.i) - 1,
-        n_shards=int(wildcards.n),
-        out_path=snakemake.output[0],
-        provenance_config={"teacher": dict(params.spec), "model": params.model, "agent": params.agent},
+        teacher,
+        int(wildcards.i) - 1,
+        model,
+        QuestionSample(snakemake.input.split, teacher.split, teacher.n_questions, teacher.seed, params.population),
+        WikiFiles(teacher.corpus, wiki_settings(teacher.corpus, dict(params.corpus)),
+                  snakemake.input.get("corpus"), snakemake.input.get("index")),
+        Prompt(read_prompt(params.prompt), "few-shot", tuple(input_files(snakemake, "prompt"))),
+        teacher_agent(agent_settings(params.agent), teacher),
+        Output(snakemake.output[0], {"teacher": dict(params.spec), "model": params.model, "agent": params.agent}),
     )
 
 

@@ -5,7 +5,7 @@ from react.pipeline.jobs import logged, start
 start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
 
 from react.provenance import make_provenance
-from react.training.finetune import merge, pick_checkpoint
+from react.training.checkpoints import merge, pick_checkpoint
 
 with logged(snakemake):
     step, checkpoint, loss = pick_checkpoint(snakemake.input.checkpoints, snakemake.input.loss)

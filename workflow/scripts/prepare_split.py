@@ -4,6 +4,7 @@ from react.pipeline.jobs import logged, start
 
 start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
 
+from react import paths
 from react.data.hotpotqa import prepare_split
 from react.provenance import make_provenance
 
@@ -14,5 +15,5 @@ with logged(snakemake):
         snakemake.wildcards.split,
         snakemake.output[0],
         make_provenance("prepare_split", spec),
-        download_dir="results/downloads",
+        download_dir=paths.DOWNLOAD_DIR,
     )

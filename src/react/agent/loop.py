@@ -31,7 +31,7 @@ from react.agent.protocol import (
     question_line,
 )
 from react.agent.trajectory import format_step
-from react.inference.backends import Backend, Generation, Sampling
+from react.inference.base import Backend, Generation, Sampling
 
 log = logging.getLogger(__name__)
 

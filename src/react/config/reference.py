@@ -1,7 +1,7 @@
 """The configuration reference in Markdown, generated from src/react/config/schema.yaml.
 
-README.md holds its output between two markers; a test keeps the two in sync:
-    python -m react config-reference --write README.md
+docs/configuration.md holds its output between two markers; a test keeps the two in sync:
+    python -m react config-reference --write docs/configuration.md
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from react.config.validate import load_schema
 
-START = "<!-- config-reference:start (generated from src/react/config/schema.yaml: python -m react config-reference --write README.md) -->"
+START = "<!-- config-reference:start (generated from src/react/config/schema.yaml: python -m react config-reference --write docs/configuration.md) -->"
 END = "<!-- config-reference:end -->"
 
 
@@ -61,17 +61,17 @@ def reference_markdown(schema: dict[str, Any] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_section(readme: str) -> str | None:
-    """The generated part of a README, or None when the markers are missing."""
-    match = re.search(re.escape(START) + r"\n(.*?)" + re.escape(END), readme, flags=re.S)
+def generated_section(text: str) -> str | None:
+    """The generated part of a document, or None when the markers are missing."""
+    match = re.search(re.escape(START) + r"\n(.*?)" + re.escape(END), text, flags=re.S)
     return match.group(1) if match else None
 
 
-def write_into(readme_path: str | Path) -> bool:
-    """Replace the README's generated section; True if it changed."""
-    path = Path(readme_path)
+def write_into(doc_path: str | Path) -> bool:
+    """Replace the document's generated section; True if it changed."""
+    path = Path(doc_path)
     text = path.read_text(encoding="utf-8")
-    if readme_section(text) is None:
+    if generated_section(text) is None:
         raise ValueError(f"{path}: markers {START!r} ... {END!r} not found")
     new = re.sub(re.escape(START) + r"\n.*?" + re.escape(END),
                  lambda _: f"{START}\n{reference_markdown()}{END}", text, flags=re.S)

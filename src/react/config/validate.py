@@ -14,10 +14,12 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from react import paths
 from react.agent.prompts import read_prompt
 from react.io import DataFileError
 from react.paths import resolve_path
-from react.search.sources import corpus_problems
+from react.search.sources.registry import corpus_problems
+from react.training.presets import Hyperparameters
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
 BUNDLED_DATA_DIR = "resources/hotpotqa"  # the workflow's bundled sample of HotPotQA
@@ -42,7 +44,7 @@ def _with_defaults(validator_class):
     return validators.extend(validator_class, {"properties": set_defaults})
 
 
-_DefaultingValidator = _with_defaults(Draft202012Validator)
+DefaultingValidator = _with_defaults(Draft202012Validator)
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -56,7 +58,7 @@ def key_path(parts: Iterable[Any]) -> str:
     return out or "<top level>"
 
 
-def _describe(error) -> str:
+def describe_error(error) -> str:
     path = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = set(error.schema.get("properties", {}))
@@ -79,8 +81,8 @@ def _describe(error) -> str:
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate ``config`` in place (filling defaults) and return it; raise ConfigError naming keys."""
     schema = schema or load_schema()
-    errors = sorted(_DefaultingValidator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    messages = [_describe(e) for e in errors]
+    errors = sorted(DefaultingValidator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    messages = [describe_error(e) for e in errors]
     if not messages:
         messages = _cross_check(config)
     if messages:
@@ -187,10 +189,8 @@ def _check_finetuning(config: dict[str, Any]) -> list[str]:
                             "finetuning needs its weights (give the model an hf_id or path)")
         known(run["dataset"], "datasets", f"finetune.{name}.dataset", "dataset")
         if run["hyperparameters"]:
-            from react.training.finetune import resolve_hyperparameters
-
             try:
-                resolve_hyperparameters(run["preset"], run["hyperparameters"])
+                Hyperparameters.from_preset(run["preset"], run["hyperparameters"])
             except ValueError as exc:
                 problems.append(f"config key 'finetune.{name}.hyperparameters': {exc}")
     return problems
@@ -227,7 +227,7 @@ def model_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
     run = runs[name]
     base = config["models"][run["base"]]
     spec = {k: v for k, v in base.items() if k not in ("gguf", "path", "hf_id", "revision", *SERVED_KEYS)}
-    spec.update(path=f"results/models/{name}", quantization="none", prompt=run["prompt"])
+    spec.update(path=paths.MODEL.format(model=name), quantization="none", prompt=run["prompt"])
     # The merged weights run in process: the base's own engine, unless that was a server.
     spec["backend"] = run["backend"] or ("vllm" if base["backend"] == "openai" else base["backend"])
     return spec
@@ -239,7 +239,7 @@ def model_location(config: dict[str, Any], name: str) -> str:
     if spec["backend"] == "openai":
         return spec.get("served_model") or spec.get("hf_id") or spec.get("path") or name
     if "gguf" in spec or name in config["finetune"]:
-        return f"results/models/{name}"
+        return paths.MODEL.format(model=name)
     if "path" in spec:
         return str(resolve_path(spec["path"]))
     return spec["hf_id"]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,6 @@ OFFICIAL_FILES: dict[str, dict[str, Any]] = {
 
 # Number of questions in each official split: the range the ReAct protocol shuffles.
 POPULATION: dict[str, int] = {split: f["population"] for split, f in OFFICIAL_FILES.items()}
-
-DOWNLOAD_TIMEOUT_S = react.download.DOWNLOAD_TIMEOUT_S
-USER_AGENT = react.download.USER_AGENT
 
 Row = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -81,24 +77,22 @@ def _pairs(value: Any, key: str, where: str) -> list:
     return value
 
 
+def _pair_dicts(value: Any, key: str, where: str, second: str, valid: Any, shape: str) -> list[dict]:
+    """[[title, x], ...] -> [{title, <second>: x}, ...], each x checked by ``valid``."""
+    out = []
+    for k, (title, x) in enumerate(_pairs(value, key, where)):
+        if not isinstance(title, str) or not valid(x):
+            raise DataFileError(f"{where}: key {key!r} item {k} should be {shape}")
+        out.append({"title": title, second: x})
+    return out
+
+
 def _context(value: Any, where: str) -> list[dict]:
-    """[[title, [sentence, ...]], ...] -> [{title, sentences}, ...]."""
-    paragraphs = []
-    for k, (title, sentences) in enumerate(_pairs(value, "context", where)):
-        if not isinstance(title, str) or not _is_str_list(sentences):
-            raise DataFileError(f"{where}: key 'context' item {k} should be [title, [sentence, ...]]")
-        paragraphs.append({"title": title, "sentences": sentences})
-    return paragraphs
+    return _pair_dicts(value, "context", where, "sentences", _is_str_list, "[title, [sentence, ...]]")
 
 
 def _supporting_facts(value: Any, where: str) -> list[dict]:
-    """[[title, sent_id], ...] -> [{title, sent_id}, ...]."""
-    facts = []
-    for k, (title, sent_id) in enumerate(_pairs(value, "supporting_facts", where)):
-        if not isinstance(title, str) or not _is_int(sent_id):
-            raise DataFileError(f"{where}: key 'supporting_facts' item {k} should be [title, sent_id]")
-        facts.append({"title": title, "sent_id": sent_id})
-    return facts
+    return _pair_dicts(value, "supporting_facts", where, "sent_id", _is_int, "[title, sent_id]")
 
 
 def _columns_to_pairs(obj: dict, key: str, columns: tuple[str, str], where: str) -> list[list]:
@@ -140,15 +134,23 @@ def official_row(obj: Any, where: str, index: int | None = None, source: str | N
             raise DataFileError(f"{where}: key 'supporting_titles' should be a list of strings")
         facts = [{"title": title, "sent_id": None} for title in obj["supporting_titles"]]
     simplified = "dev_index" in obj and "_id" not in obj and "context" not in obj
+    return _row(obj, where, f"dev-{index}" if simplified else _string(obj, "_id", where), index, facts,
+                lambda: None if simplified else _context(_require(obj, "context", where), where), source)
+
+
+def _row(obj: dict, where: str, id_: str, index: int | None, facts: list[dict] | None,
+         context: Callable[[], list[dict] | None], source: str | None) -> Row:
+    """A split row (SPLIT_SCHEMA): the parts both formats spell the same way, read from ``obj``
+    (``context`` last, so that a record missing several keys is named by the same one as ever)."""
     return {
-        "id": f"dev-{index}" if simplified else _string(obj, "_id", where),
+        "id": id_,
         "index": index,
         "question": _string(obj, "question", where),
         "answer": _string(obj, "answer", where),
         "type": _string(obj, "type", where, required=False),
         "level": _string(obj, "level", where, required=False),
         "supporting_facts": facts,
-        "context": None if simplified else _context(_require(obj, "context", where), where),
+        "context": context(),
         "source": source,
     }
 
@@ -161,17 +163,8 @@ def huggingface_row(obj: Any, where: str, index: int, source: str) -> Row:
     if obj.get("supporting_facts") is not None:
         pairs = _columns_to_pairs(obj, "supporting_facts", ("title", "sent_id"), where)
         facts = _supporting_facts(pairs, where)
-    return {
-        "id": _string(obj, "id", where),
-        "index": index,
-        "question": _string(obj, "question", where),
-        "answer": _string(obj, "answer", where),
-        "type": _string(obj, "type", where, required=False),
-        "level": _string(obj, "level", where, required=False),
-        "supporting_facts": facts,
-        "context": _context(_columns_to_pairs(obj, "context", ("title", "sentences"), where), where),
-        "source": source,
-    }
+    return _row(obj, where, _string(obj, "id", where), index, facts,
+                lambda: _context(_columns_to_pairs(obj, "context", ("title", "sentences"), where), where), source)
 
 
 def collect_rows(located: Iterable[tuple[str, Row]]) -> list[Row]:
@@ -227,7 +220,7 @@ def load_official_json(path: str | Path) -> list[Row]:
     )
 
 
-def download(url: str, dest: str | Path, sha256: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+def download(url: str, dest: str | Path, sha256: str, timeout: float = react.download.DOWNLOAD_TIMEOUT_S) -> Path:
     """Download ``url`` to ``dest`` atomically and check its sha256; a no-op if ``dest`` is already right."""
     react.download.download(url, dest, {"sha256": sha256}, timeout=timeout)
     return Path(dest)
@@ -287,13 +280,10 @@ def _from_official(spec: dict, split: str, download_dir: str | Path) -> tuple[li
         raise ValueError(f"official source for split {split!r}: 'url' and 'sha256' are required")
     local = Path(spec["file"]) if spec.get("file") else None
     if local is not None and local.exists():
-        actual = sha256_file(local)
-        if actual != sha256:
-            raise DataFileError(f"{local}: sha256 mismatch: expected {sha256}, got {actual}")
+        react.download.check_file(local, {"sha256": sha256})
         path = local
     else:
-        file_name = Path(urllib.parse.urlparse(url).path).name
-        path = download(url, Path(download_dir) / file_name, sha256)
+        path = download(url, Path(download_dir) / react.download.url_file_name(url), sha256)
     rows = load_official_json(path)
     return rows, {"url": url, "files": [{"file": path.name, "sha256": sha256}]}
 

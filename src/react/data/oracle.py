@@ -23,7 +23,7 @@ from react.agent.loop import (
     take_step,
 )
 from react.agent.protocol import N_SEARCH_SENTENCES, paragraph_text
-from react.search.index import WikiEnv
+from react.environment.offline import WikiEnv
 
 ORACLE_MODEL = "oracle"
 ORACLE_LABEL = "oracle (gold supporting facts, model-free)"

@@ -1,7 +1,7 @@
 """ReAct's Wikipedia environment (``WikiEnv.step``): Search, Lookup, Finish, Think and their observations.
 
 One ``step`` for every Wikipedia: subclasses only say how an entity is found
-(:meth:`ReActEnv.find`), offline in a corpus (react.search.index) or online (react.environment.live).
+(:meth:`ReActEnv.find`), offline in a corpus (react.environment.offline) or online (react.environment.live).
 The observation strings and the action matching follow the episode's protocol
 (react.agent.protocol). Nothing here raises on a model-written string.
 """

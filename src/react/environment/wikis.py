@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from react import paths
 from react.agent.protocol import DEFAULT_PROTOCOL
-from react.search.index import Corpus, WikiEnv
+from react.environment.offline import WikiEnv
+from react.search.index import Corpus
+from react.search.sources.base import CorpusSource
+from react.search.sources.registry import corpus_source
 
 
 class Wiki(Protocol):
@@ -72,28 +76,50 @@ class LiveWiki:
         self.client.close()
 
 
-def default_cache(corpus_name: str) -> str:
-    return f"results/wiki-cache/{corpus_name}"
+@dataclass(frozen=True)
+class LiveSettings:
+    """A `live` corpus entry: Wikipedia over HTTP, every answer cached on disk."""
+
+    url: str
+    cache: str  # the folder of the cached answers
+    offline: bool  # serve from the cache only
+    user_agent: str | None  # None: the client's own
+    timeout_s: float
+    max_retries: int
+
+    @classmethod
+    def from_config(cls, corpus_name: str, live: dict[str, Any]) -> LiveSettings:
+        """The validated `live` entry of corpus ``corpus_name`` (whose cache is the default one)."""
+        return cls(url=live["url"], cache=live["cache"] or paths.WIKI_CACHE.format(corpus=corpus_name),
+                   offline=live["offline"], user_agent=live["user_agent"], timeout_s=live["timeout_s"],
+                   max_retries=live["max_retries"])
 
 
-def open_wiki(corpus_name: str, spec: dict[str, Any], corpus_path: str | Path | None = None,
+WikiSettings = CorpusSource | LiveSettings
+
+
+def wiki_settings(corpus_name: str, spec: dict[str, Any]) -> WikiSettings:
+    """The typed settings of a validated `corpus` entry: its offline source, or the live site."""
+    return LiveSettings.from_config(corpus_name, spec["live"]) if "live" in spec else corpus_source(spec)
+
+
+def open_wiki(corpus_name: str, settings: WikiSettings, corpus_path: str | Path | None = None,
               index_path: str | Path | None = None) -> Wiki:
-    """The Wikipedia a `corpus` entry of the configuration describes."""
-    if "live" not in spec:
+    """The Wikipedia a `corpus` entry describes; offline, from its built corpus file and index."""
+    if not isinstance(settings, LiveSettings):
         if corpus_path is None or index_path is None:
             raise ValueError(f"corpus {corpus_name!r} is offline: its Parquet file and index are needed")
         return OfflineWiki(Corpus.load(corpus_path, index_path))
-    from react.environment.live import DEFAULT_USER_AGENT, WikipediaClient
+    from react.environment.wikipedia import DEFAULT_USER_AGENT, WikipediaClient
 
-    live = spec["live"]
     client = WikipediaClient(
-        live.get("cache") or default_cache(corpus_name),
-        base_url=live.get("url", "https://en.wikipedia.org"),
-        user_agent=live.get("user_agent") or DEFAULT_USER_AGENT,
-        offline=live.get("offline", False),
-        read_timeout=live.get("timeout_s", 30),
-        connect_timeout=min(10.0, live.get("timeout_s", 30)),
-        response_deadline=max(60.0, 2 * live.get("timeout_s", 30)),
-        max_retries=live.get("max_retries", 5),
+        settings.cache,
+        base_url=settings.url,
+        user_agent=settings.user_agent or DEFAULT_USER_AGENT,
+        offline=settings.offline,
+        read_timeout=settings.timeout_s,
+        connect_timeout=min(10.0, settings.timeout_s),
+        response_deadline=max(60.0, 2 * settings.timeout_s),
+        max_retries=settings.max_retries,
     )
     return LiveWiki(client)

@@ -6,10 +6,10 @@ prompts. One ``generate`` call sends its prompts in parallel, at most
 same stop semantics as the local backends (text cut at the first stop string,
 stop excluded).
 
-Plain ``httpx`` rather than the ``openai`` client: the backend also needs the
+Plain ``httpx`` (react.http) rather than the ``openai`` client: the backend also needs the
 servers' non-OpenAI endpoints (``/tokenize``, ``/props``) and vLLM's extra field
-``max_model_len`` in ``/v1/models``, and it wants its own retry policy and error
-messages (URL, model, attempts, last error) instead of the client's.
+``max_model_len`` in ``/v1/models``, and it wants the project's retry policy and its own
+error messages (URL, model, attempts, last error) instead of the client's.
 
 Matching the offline vLLM backend: ``vllm serve`` applies the model's
 ``generation_config.json`` (e.g. a repetition penalty) to every request by default;
@@ -19,25 +19,29 @@ start it with ``--generation-config vllm`` (or send the neutral values through
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
-import random
 import threading
-import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from react import http
 from react.agent.parsing import truncate_at_stop
-from react.inference.backends import Generation, ModelLoadError, Sampling, count_tokens
+from react.inference.base import (
+    EngineSettings,
+    Generation,
+    ModelLoadError,
+    Sampling,
+    common_options,
+    count_tokens,
+)
 
 log = logging.getLogger(__name__)
-# httpx logs every request at INFO: thousands of lines per evaluation.
-if logging.getLogger("httpx").level == logging.NOTSET:
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 PROBE_TEXT = "Question: Which magazine was started first?"
 
@@ -46,88 +50,93 @@ class ServerError(RuntimeError):
     """A request to the server failed for good; the message names the URL, the model and the last error."""
 
 
-class _Retryable(Exception):
-    """One attempt failed in a way worth retrying (429, 5xx, dropped connection)."""
+@dataclass(frozen=True)
+class OpenAISettings(EngineSettings):
+    """``dtype`` and ``threads`` are ignored (the server decides them); ``quantization`` must be None
+    (quantize when starting the server); ``trust_remote_code`` only applies to a local ``tokenizer``."""
 
-    def __init__(self, message: str, retry_after: float | None = None, transport: bool = False) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.transport = transport
+    section = "openai"
+
+    base_url: str  # e.g. http://gpu-node:8000/v1
+    served_model: str | None  # None: the model's location
+    api_key_env: str | None  # the environment variable holding the key
+    tokenizer: str | None  # a folder or hub id to count tokens with; None: the server's /tokenize
+    max_model_len: int | None  # None: what the server reports
+    max_concurrency: int
+    timeout_s: float
+    connect_timeout_s: float
+    max_retries: int
+    backoff_s: float
+    max_backoff_s: float
+
+    @classmethod
+    def from_config(cls, model: Mapping[str, Any], backends: Mapping[str, Any], threads: int | None) -> OpenAISettings:
+        """The model entry's server (`url`, ...) and `backends.openai`; tokens counted with its hf_id or path if any."""
+        return cls(**common_options(model, threads), base_url=model["url"], served_model=model.get("served_model"),
+                   api_key_env=model.get("api_key_env"),
+                   tokenizer=model.get("tokenizer") or model.get("hf_id") or model.get("path"),
+                   max_model_len=model["max_model_len"], **backends["openai"])
 
 
 class OpenAIBackend:
     """Completions from an OpenAI-compatible server (see the module docstring).
 
     ``model_path`` is the served model name (what the server lists in ``/v1/models``)
-    unless ``served_model`` is given. ``dtype`` and ``threads`` are accepted and
-    ignored (the server decides them); ``quantization`` must be None (quantize when
-    starting the server); ``trust_remote_code`` only applies to a local ``tokenizer``.
+    unless the settings' ``served_model`` is given. ``extra_body`` is merged into every
+    completion request.
     """
 
     name = "openai"
+    settings_type = OpenAISettings
 
-    def __init__(
-        self,
-        model_path: str,
-        model_name: str,
-        base_url: str = "http://127.0.0.1:8000/v1",
-        served_model: str | None = None,
-        api_key_env: str | None = None,
-        max_concurrency: int = 8,
-        timeout_s: float = 300.0,
-        connect_timeout_s: float = 10.0,
-        max_retries: int = 4,
-        backoff_s: float = 1.0,
-        max_backoff_s: float = 30.0,
-        tokenizer: str | None = None,
-        max_model_len: int | None = None,
-        extra_body: dict[str, Any] | None = None,
-        # Options every backend receives (react.pipeline.evaluate.backend_options):
-        dtype: str | None = None,
-        threads: int | None = None,
-        quantization: str | None = None,
-        trust_remote_code: bool = False,
-    ) -> None:
+    def __init__(self, model_path: str, model_name: str, settings: OpenAISettings, *,
+                 extra_body: dict[str, Any] | None = None) -> None:
         self.model_name = model_name
-        self.served_model = served_model or model_path
-        self.base_url = base_url.rstrip("/")
+        self.served_model = settings.served_model or model_path
+        self.base_url = settings.base_url.rstrip("/")
         # /tokenize and /props live at the server's root, next to /v1.
         self.root_url = self.base_url.removesuffix("/v1")
         self.completions_url = f"{self.base_url}/completions"
         self.models_url = f"{self.base_url}/models"
         where = f"model {model_name!r} (served as {self.served_model!r} at {self.base_url})"
-        if quantization:
+        if settings.quantization:
             raise ModelLoadError(
-                f"{where}: backend 'openai' cannot quantize ({quantization!r}); quantize when starting "
+                f"{where}: backend 'openai' cannot quantize ({settings.quantization!r}); quantize when starting "
                 "the server and set the model's quantization to none"
             )
-        if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0:
+        if settings.max_concurrency < 1 or settings.max_retries < 0 or settings.timeout_s <= 0:
             raise ValueError(f"{where}: need max_concurrency >= 1, max_retries >= 0, timeout_s > 0")
-        if dtype or threads:
-            log.debug("backend 'openai' ignores dtype=%s threads=%s: the server decides them", dtype, threads)
-        self.max_concurrency = max_concurrency
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        if settings.dtype or settings.threads:
+            log.debug("backend 'openai' ignores dtype=%s threads=%s: the server decides them", settings.dtype,
+                      settings.threads)
+        self.max_concurrency = settings.max_concurrency
+        # 408, 429, 5xx and dropped connections; a Retry-After is capped like a backoff; +10 % jitter.
+        self.retry = http.RetryPolicy(attempts=settings.max_retries + 1, base_delay=settings.backoff_s,
+                                      max_delay=settings.max_backoff_s, jitter=0.1,
+                                      statuses=frozenset({408, 429}), errors=(httpx.TransportError,))
+        timeout_s, connect_timeout_s = settings.timeout_s, settings.connect_timeout_s
         self.probe_timeout = httpx.Timeout(min(connect_timeout_s, timeout_s))
         self.extra_body = dict(extra_body or {})
         headers = {}
-        if api_key_env:
-            key = os.environ.get(api_key_env)
+        if settings.api_key_env:
+            key = os.environ.get(settings.api_key_env)
             if not key:
-                raise ModelLoadError(f"{where}: the API key variable {api_key_env} is not set")
+                raise ModelLoadError(f"{where}: the API key variable {settings.api_key_env} is not set")
             headers["Authorization"] = f"Bearer {key}"
-        self.client = httpx.Client(
+        self.client = http.client(
+            timeout=timeout_s,
+            connect_timeout=min(connect_timeout_s, timeout_s),
             headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)),
+            follow_redirects=False,
             # Headroom over the pool's threads for probes and one-prompt calls made from the caller's thread.
-            limits=httpx.Limits(max_connections=max_concurrency + 2, max_keepalive_connections=max_concurrency),
+            limits=httpx.Limits(max_connections=self.max_concurrency + 2,
+                                max_keepalive_connections=self.max_concurrency),
         )
-        self.pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="openai-backend")
+        self.pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="openai-backend")
         self._down: str | None = None  # the last unreachable-server error, see _check_up
         self._lock = threading.Lock()
         try:
-            self._start(where, tokenizer, max_model_len, trust_remote_code)
+            self._start(where, settings.tokenizer, settings.max_model_len, settings.trust_remote_code)
         except BaseException:
             self.close()
             raise
@@ -318,30 +327,25 @@ class OpenAIBackend:
 
     def _request(self, method: str, url: str, body: dict[str, Any] | None, retry_transport: bool = True,
                  timeout: httpx.Timeout | None = None) -> Any:
-        """One JSON request with retries on 429, 5xx and dropped connections; the parsed JSON answer."""
+        """One JSON request with retries on 408, 429, 5xx and dropped connections; the parsed JSON answer."""
         what = f"{method} {url} (model {self.served_model!r})"
-        attempts = self.max_retries + 1
-        last = ""
-        for attempt in range(attempts):
-            try:
-                return self._attempt(method, url, body, what, timeout)
-            except _Retryable as exc:
-                last = str(exc)
-                if exc.transport and not retry_transport:
-                    raise ServerError(f"{what} failed: {last} (is the server running?)") from None
-                if attempt + 1 == attempts:
-                    if exc.transport:
-                        with self._lock:
-                            self._down = f"{what}: {last}"
-                    break
-                delay = exc.retry_after if exc.retry_after is not None else self.backoff_s * 2**attempt
-                delay = min(delay, self.max_backoff_s) * (1 + 0.1 * random.random())
-                log.warning("%s: %s; attempt %d of %d in %.1f s", what, last, attempt + 2, attempts, delay)
-                time.sleep(delay)
-        raise ServerError(f"{what} failed after {attempts} attempt(s); last error: {last}")
+
+        def on_retry(failure: http.Transient, n: int, delay: float) -> None:
+            log.warning("%s: %s; attempt %d of %d in %.1f s", what, failure.reason, n + 1, self.retry.attempts,
+                        delay)
+
+        try:
+            return http.with_retries(lambda n: self._attempt(method, url, body, what, timeout, retry_transport),
+                                     self.retry, on_retry=on_retry)
+        except http.RetriesExhausted as exc:
+            if exc.last.transport:
+                with self._lock:
+                    self._down = f"{what}: {exc.last.reason}"
+            raise ServerError(f"{what} failed after {exc.attempts} attempt(s); last error: {exc.last.reason}"
+                              ) from None
 
     def _attempt(self, method: str, url: str, body: dict[str, Any] | None, what: str,
-                 timeout: httpx.Timeout | None) -> Any:
+                 timeout: httpx.Timeout | None, retry_transport: bool) -> Any:
         kwargs: dict[str, Any] = {"json": body} if body is not None else {}
         if timeout is not None:
             kwargs["timeout"] = timeout
@@ -354,12 +358,17 @@ class OpenAIBackend:
                 self._down = f"{what}: no answer within the timeout"
             limit = (timeout or self.client.timeout).read
             raise ServerError(f"{what}: no answer within {limit} s (timeout_s): {exc}") from exc
-        except httpx.TransportError as exc:  # refused, reset, connect timeout, dropped mid-answer
-            raise _Retryable(f"{type(exc).__name__}: {exc}", transport=True) from exc
+        except httpx.HTTPError as exc:  # refused, reset, connect timeout, dropped mid-answer
+            if not self.retry.retries_error(exc):
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            if not retry_transport:
+                raise ServerError(f"{what} failed: {reason} (is the server running?)") from None
+            raise http.Transient(reason, transport=True) from exc
         status = response.status_code
-        if status == 408 or status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status}: {_error_message(response)}",
-                             retry_after=_retry_after(response.headers.get("retry-after")))
+        if self.retry.retries_status(status):
+            raise http.Transient(f"HTTP {status}: {_error_message(response)}", status,
+                                 http.parse_retry_after(response.headers.get("retry-after")))
         if not response.is_success:
             raise ServerError(f"{what} was refused: HTTP {status}: {_error_message(response)}")
         try:
@@ -377,21 +386,6 @@ def _parse_token_count(dialect: str | None, answer: Any) -> int:
     if not isinstance(answer, list):  # TGI: a list of {id, text, start, stop}
         raise TypeError("not a token list")
     return len(answer)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _error_message(response: httpx.Response) -> str:

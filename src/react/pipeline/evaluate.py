@@ -1,4 +1,9 @@
-"""Evaluate one model: sample questions, run the agent, write the episode Parquet."""
+"""Evaluate one model: sample questions, run the agent, write the episode Parquet.
+
+A job is described by a few typed objects, built once by its script: the model
+(react.inference.registry.ModelRef), the question sample, the Wikipedia it searches,
+the prompt, the agent (react.config.settings) and the output.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,8 @@ import pyarrow as pa
 from react.agent.loop import AgentConfig, Episode, Task, episode_row, run_agent
 from react.agent.metrics import exact_match
 from react.data.hotpotqa import POPULATION, sample_questions
-from react.environment.wikis import Wiki, open_wiki
-from react.inference.backends import Sampling, available_cpus, make_backend
+from react.environment.wikis import Wiki, WikiSettings, open_wiki
+from react.inference.registry import ModelRef, start_engine
 from react.io import read_parquet, sha256_text, write_parquet
 from react.provenance import make_provenance
 from react.schemas import EPISODE_SCHEMA, SPLIT_SCHEMA
@@ -26,47 +31,43 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ModelRef:
+class QuestionSample:
+    """Questions of a prepared split, sampled with the paper's protocol."""
+
+    split_path: str | Path
+    split: str
+    n_questions: int | None  # None: all
+    seed: int
+    population: int | None  # size of the official split (None: known for dev and train)
+
+    def tasks(self) -> list[Task]:
+        return load_tasks(self.split_path, self.split, self.n_questions, self.seed, self.population)
+
+
+@dataclass(frozen=True)
+class WikiFiles:
+    """The Wikipedia a run searches: a `corpus` entry of the configuration and, offline, its built files."""
+
     name: str
-    location: str  # a folder, or a Hugging Face id
-    backend: str
-    options: dict[str, Any]  # backend constructor options (dtype, batch_size, ...)
+    settings: WikiSettings  # react.environment.wikis.wiki_settings of the corpus entry
+    corpus_path: str | Path | None = None  # offline only
+    index_path: str | Path | None = None
 
-    @classmethod
-    def from_config(cls, name: str, location: str, spec: dict[str, Any], backends: dict[str, Any],
-                    threads: int | None) -> ModelRef:
-        """A model entry of the configuration (with the `backends` section) as something to load."""
-        return cls(name, location, spec["backend"], backend_options(spec, backends, threads))
+    def open(self) -> Wiki:
+        return open_wiki(self.name, self.settings, self.corpus_path, self.index_path)
 
 
-def agent_config(agent: dict[str, Any]) -> AgentConfig:
-    return AgentConfig(
-        max_steps=agent["max_steps"],
-        sampling=Sampling(agent["max_new_tokens"], agent["temperature"], agent["top_p"]),
-        seed=agent["seed"],
-        protocol=agent["protocol"],
-    )
+@dataclass(frozen=True)
+class Prompt:
+    text: str  # the prefix every question is appended to
+    kind: str  # few-shot | instruction
+    files: tuple[str | Path, ...]  # what it was read from (for the provenance)
 
 
-def backend_options(model_spec: dict[str, Any], backends: dict[str, Any], threads: int | None) -> dict[str, Any]:
-    """Constructor options of the model's backend from the model entry and the `backends` section."""
-    quantization = None if model_spec["quantization"] == "none" else model_spec["quantization"]
-    if threads:  # `--cores 8` on a 2-core laptop: more threads than CPUs only thrash
-        threads = min(threads, len(available_cpus()))
-    common = {"dtype": model_spec["dtype"], "threads": threads, "quantization": quantization,
-              "trust_remote_code": model_spec["trust_remote_code"]}
-    if model_spec["backend"] == "vllm":
-        vllm = dict(backends["vllm"])
-        for key in ("max_model_len", "tensor_parallel_size"):
-            if model_spec.get(key):
-                vllm[key] = model_spec[key]
-        return {**common, **vllm}
-    if model_spec["backend"] == "openai":
-        served = {"base_url": model_spec["url"], "served_model": model_spec.get("served_model"),
-                  "api_key_env": model_spec.get("api_key_env"), "max_model_len": model_spec["max_model_len"],
-                  "tokenizer": model_spec.get("tokenizer") or model_spec.get("hf_id") or model_spec.get("path")}
-        return {**common, **{k: v for k, v in served.items() if v is not None}, **backends["openai"]}
-    return {**common, **backends["transformers"]}
+@dataclass(frozen=True)
+class Output:
+    path: str | Path
+    config: dict[str, Any]  # the part of the configuration the step depends on (its provenance)
 
 
 def load_tasks(split_path: str | Path, split: str, n: int | None, seed: int,
@@ -105,102 +106,69 @@ def progress_logger(total: int, started: float, bar: bool | None = None) -> Call
     return on_step
 
 
-def run_model(model: ModelRef, tasks: list[Task], wiki: Wiki, prefix: str,
-              config: AgentConfig, strip_question: bool = False) -> list[Episode]:
-    """Start the model's backend, run the agent over ``tasks``, and stop the backend."""
+def run_model(model: ModelRef, tasks: list[Task], wiki: Wiki, prompt: Prompt, agent: AgentConfig) -> list[Episode]:
+    """Start the model's engine, run the agent over ``tasks``, and stop the engine."""
     started = time.perf_counter()
-    backend = make_backend(model.backend, model.location, model.name, model.options)
+    backend = start_engine(model)
     log.info("backend ready in %.0f s", time.perf_counter() - started)
     try:
-        return run_agent(tasks, backend, wiki.new_env, prefix, config,
-                         on_step=progress_logger(len(tasks), time.perf_counter()), strip_question=strip_question)
+        # The instruction prompt is the training format, whose question the article strips.
+        return run_agent(tasks, backend, wiki.new_env, prompt.text, agent,
+                         on_step=progress_logger(len(tasks), time.perf_counter()),
+                         strip_question=prompt.kind == "instruction")
     finally:
         backend.close()
 
 
-def wiki_inputs(split_path: str | Path, corpus_path: str | Path | None, index_path: str | Path | None,
-                prompt_files: list[str | Path]) -> dict[str, str | Path]:
+def run_inputs(questions: QuestionSample, wiki: WikiFiles, prompt: Prompt,
+               model: ModelRef | None = None) -> dict[str, str | Path]:
     """The files a run read (a live Wikipedia has none: its pages are listed in the provenance).
 
     The index stands for itself by its metadata (the corpus hash and size it was built from,
     the bm25s version): its binary files order the vocabulary by Python's per-process string
     hashing, so two builds of the same corpus differ in bytes, never in search results.
     """
-    if index_path is not None:
-        index_path = Path(index_path) / INDEX_META
-    inputs = {"split": split_path, "corpus": corpus_path, "index": index_path}
+    index_path = Path(wiki.index_path) / INDEX_META if wiki.index_path is not None else None
+    inputs = {"split": questions.split_path, "corpus": wiki.corpus_path, "index": index_path}
     # "prompt" is the (first) prompt file, as before; ReAct's recipe adds its JSON of examples.
-    inputs.update(zip(["prompt", *(f"prompt.{i}" for i in range(1, len(prompt_files)))], prompt_files))
+    inputs.update(zip(["prompt", *(f"prompt.{i}" for i in range(1, len(prompt.files)))], prompt.files))
+    if model is not None and Path(model.location).exists():  # hub ids and served names are not files
+        inputs["model"] = model.location
     return {k: v for k, v in inputs.items() if v is not None}
 
 
-def write_episodes(
-    episodes: list[Episode],
-    out_path: str | Path,
-    *,
-    step: str,
-    model_name: str,
-    backend_name: str,
-    config: AgentConfig,
-    prompt_kind: str,
-    prefix: str,
-    wiki: Wiki,
-    inputs: dict[str, str | Path],
-    model_location: str | None,
-    provenance_config: dict[str, Any],
-    extra: dict[str, Any],
-) -> pa.Table:
-    """Episode rows (EPISODE_SCHEMA) written atomically, with the step's provenance."""
-    prompt_sha = sha256_text(prefix)
-    rows = [episode_row(e, model=model_name, backend=backend_name, config=config, prompt=prompt_kind,
+def write_episodes(episodes: list[Episode], output: Output, *, step: str, model: str, backend: str,
+                   agent: AgentConfig, prompt: Prompt, wiki: Wiki, inputs: dict[str, str | Path],
+                   extra: dict[str, Any]) -> pa.Table:
+    """Episode rows (EPISODE_SCHEMA) of ``model`` on ``backend``, written atomically with the step's provenance."""
+    prompt_sha = sha256_text(prompt.text)
+    rows = [episode_row(e, model=model, backend=backend, config=agent, prompt=prompt.kind,
                         prompt_sha256=prompt_sha, corpus_sha256=wiki.sha256) for e in episodes]
     table = pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
-    if model_location is not None and Path(model_location).exists():  # hub ids are not files
-        inputs = {**inputs, "model": model_location}
-    provenance = make_provenance(step, provenance_config, inputs)
+    provenance = make_provenance(step, output.config, inputs)
     provenance.update(prompt_sha256=prompt_sha, corpus_sha256=wiki.sha256, **wiki.provenance(), **extra)
-    write_parquet(table, out_path, provenance)
+    write_parquet(table, output.path, provenance)
     return table
 
 
-def evaluate_model(
-    *,
-    model: ModelRef,
-    split_path: str | Path,
-    split: str,
-    corpus_name: str,
-    corpus_spec: dict[str, Any],
-    corpus_path: str | Path | None,
-    index_path: str | Path | None,
-    prefix: str,
-    prompt_files: list[str | Path],
-    prompt_kind: str,
-    agent: dict[str, Any],
-    n_questions: int | None,
-    sample_seed: int,
-    population: int | None,
-    out_path: str | Path,
-    provenance_config: dict[str, Any],
-) -> pa.Table:
-    tasks = load_tasks(split_path, split, n_questions, sample_seed, population)
-    wiki = open_wiki(corpus_name, corpus_spec, corpus_path, index_path)
-    config = agent_config(agent)
+def evaluate_model(model: ModelRef, questions: QuestionSample, wiki_files: WikiFiles, prompt: Prompt,
+                   agent: AgentConfig, output: Output) -> pa.Table:
+    """Run ``model`` as the agent over the question sample and write its episodes to ``output``."""
+    tasks = questions.tasks()
+    wiki = wiki_files.open()
     log.info("model %s (%s, backend %s, %s prompt): %d questions from %s", model.name, model.location,
-             model.backend, prompt_kind, len(tasks), split)
+             model.backend, prompt.kind, len(tasks), questions.split)
     started = time.perf_counter()
     try:
-        # The instruction prompt is the training format, whose question the article strips.
-        episodes = run_model(model, tasks, wiki, prefix, config, strip_question=prompt_kind == "instruction")
+        episodes = run_model(model, tasks, wiki, prompt, agent)
     finally:
         wiki.close()
     table = write_episodes(
-        episodes, out_path, step="evaluate", model_name=model.name, backend_name=model.backend, config=config,
-        prompt_kind=prompt_kind, prefix=prefix, wiki=wiki,
-        inputs=wiki_inputs(split_path, corpus_path, index_path, prompt_files),
-        model_location=model.location, provenance_config=provenance_config,
+        episodes, output, step="evaluate", model=model.name, backend=model.backend, agent=agent, prompt=prompt,
+        wiki=wiki, inputs=run_inputs(questions, wiki_files, prompt, model),
         extra={"model": model.name, "model_location": model.location},
     )
     em = sum(table.column("em").to_pylist())
-    log.info("wrote %s: EM %d/%d = %.1f%% in %.0f s", out_path, em, table.num_rows,
+    log.info("wrote %s: EM %d/%d = %.1f%% in %.0f s", output.path, em, table.num_rows,
              100 * em / max(1, table.num_rows), time.perf_counter() - started)
     return table

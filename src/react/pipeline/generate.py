@@ -5,16 +5,23 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
 from react.agent.loop import AgentConfig, Task
+from react.config.settings import TeacherSettings
 from react.data.oracle import ORACLE_LABEL, ORACLE_MODEL, oracle_episode
-from react.environment.wikis import open_wiki
+from react.inference.registry import ModelRef
 from react.io import read_parquet
-from react.pipeline.evaluate import ModelRef, load_tasks, run_model, wiki_inputs, write_episodes
+from react.pipeline.evaluate import (
+    Output,
+    Prompt,
+    QuestionSample,
+    WikiFiles,
+    run_inputs,
+    run_model,
+    write_episodes,
+)
 from react.schemas import SPLIT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -34,51 +41,37 @@ def shard_tasks(tasks: list[Task], samples: int, shard: int, n_shards: int) -> l
     return expanded[start : start + size + (1 if shard < extra else 0)]
 
 
-def generate_shard(
-    *,
-    teacher: str,
-    spec: dict[str, Any],
-    model: ModelRef | None,
-    split_path: str | Path,
-    corpus_name: str,
-    corpus_spec: dict[str, Any],
-    corpus_path: str | Path | None,
-    index_path: str | Path | None,
-    prefix: str,
-    prompt_files: list[str | Path],
-    agent: AgentConfig,
-    shard: int,
-    n_shards: int,
-    out_path: str | Path,
-    provenance_config: dict[str, Any],
-) -> pa.Table:
-    """Write one shard of teacher episodes (EPISODE_SCHEMA) atomically."""
-    questions = load_tasks(split_path, spec["split"], spec["n_questions"], spec["seed"], spec["population"])
-    tasks = shard_tasks(questions, spec["samples"], shard, n_shards)
-    wiki = open_wiki(corpus_name, corpus_spec, corpus_path, index_path)
+def generate_shard(teacher: TeacherSettings, shard: int, model: ModelRef | None, questions: QuestionSample,
+                   wiki_files: WikiFiles, prompt: Prompt, agent: AgentConfig, output: Output) -> pa.Table:
+    """Write shard ``shard`` (from 0) of ``teacher.shards`` of the teacher's episodes (EPISODE_SCHEMA) atomically.
+
+    ``model`` is the teacher's model, None for the oracle.
+    """
+    n_shards = teacher.shards
+    sample = questions.tasks()
+    tasks = shard_tasks(sample, teacher.samples, shard, n_shards)
+    wiki = wiki_files.open()
     started = time.perf_counter()
-    log.info("teacher %s, shard %d of %d: %d episodes (%d questions x %d samples overall)", teacher, shard + 1,
-             n_shards, len(tasks), len(questions), spec["samples"])
+    log.info("teacher %s, shard %d of %d: %d episodes (%d questions x %d samples overall)", teacher.name, shard + 1,
+             n_shards, len(tasks), len(sample), teacher.samples)
     try:
         if model is None:
-            rows_by_id = {r["id"]: r for r in read_parquet(split_path, SPLIT_SCHEMA).to_pylist()}
-            episodes = [oracle_episode(t, rows_by_id[t.id], wiki.new_env(agent.protocol), prefix, agent)
+            rows_by_id = {r["id"]: r for r in read_parquet(questions.split_path, SPLIT_SCHEMA).to_pylist()}
+            episodes = [oracle_episode(t, rows_by_id[t.id], wiki.new_env(agent.protocol), prompt.text, agent)
                         for t in tasks]
             model_name, backend_name = ORACLE_MODEL, ORACLE_MODEL
         else:
-            episodes = run_model(model, tasks, wiki, prefix, agent)
+            episodes = run_model(model, tasks, wiki, prompt, agent)
             model_name, backend_name = model.name, model.backend
     finally:
         wiki.close()
     table = write_episodes(
-        episodes, out_path, step="generate", model_name=model_name, backend_name=backend_name, config=agent,
-        prompt_kind="few-shot", prefix=prefix, wiki=wiki,
-        inputs=wiki_inputs(split_path, corpus_path, index_path, prompt_files),
-        model_location=model.location if model else None, provenance_config=provenance_config,
-        extra={"teacher": teacher, "teacher_label": ORACLE_LABEL if model is None else model.name,
+        episodes, output, step="generate", model=model_name, backend=backend_name, agent=agent, prompt=prompt,
+        wiki=wiki, inputs=run_inputs(questions, wiki_files, prompt, model),
+        extra={"teacher": teacher.name, "teacher_label": ORACLE_LABEL if model is None else model.name,
                "shard": shard, "n_shards": n_shards},
     )
     correct = sum(table.column("em").to_pylist())
-    log.info("wrote %s: %d episodes, %d correct, %.0f s", out_path, table.num_rows, correct,
+    log.info("wrote %s: %d episodes, %d correct, %.0f s", output.path, table.num_rows, correct,
              time.perf_counter() - started)
     return table

@@ -22,7 +22,7 @@ def start(snakemake: Any) -> ThreadChoice:
     """
     scriptdir = getattr(snakemake, "scriptdir", None)
     if scriptdir:
-        set_project_dir(Path(scriptdir).parents[1])  # workflow/scripts/ -> the project
+        set_project_dir(Path(scriptdir).resolve().parents[1])  # workflow/scripts/ -> the project
     return limit_job_threads(snakemake)
 
 

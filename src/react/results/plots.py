@@ -5,7 +5,9 @@ made from (views ``summary`` and ``episodes``, table ``finetuned_rows``; see
 react/sql/), draws one figure, writes it to every path it is given (the format
 follows the suffix: .png, .svg, .pdf) atomically, and returns the rows it plotted,
 so that a test can hold them against ``results/table.csv``. :func:`write_table_html`
-writes the table itself as a page for the Snakemake report.
+writes the table itself as a page for the Snakemake report. The training loss is drawn
+by one function, for all runs (:func:`plot_losses`) and for one run as its finetune job
+writes it, with the kept checkpoints marked (:func:`plot_run_loss`).
 
 Figures are drawn on a bare :class:`matplotlib.figure.Figure` (the Agg renderer, no
 pyplot, no display), and written without timestamps, so that the same database gives
@@ -16,12 +18,13 @@ a finetuned model sits right of its base model and its bars are hatched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -29,6 +32,9 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from react.io import atomic_path
 from react.schemas import FINISH_REASONS
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,8 @@ def connect(db: PathLike) -> duckdb.DuckDBPyConnection:
     """A read-only connection to results/results.duckdb (fails naming the file if it is missing)."""
     if not Path(db).is_file():
         raise FileNotFoundError(f"{db}: no such results database (made by the rule table)")
+    import duckdb  # here: the finetune job draws its loss curve where duckdb is not installed
+
     return duckdb.connect(str(db), read_only=True)
 
 
@@ -400,8 +408,19 @@ def write_table_html(db: PathLike, path: PathLike) -> list[list[str]]:
 # --------------------------------------------------------------------------- training loss
 
 
+@dataclass(frozen=True)
+class KeptCheckpoints:
+    """A run's kept checkpoints, as its loss figure marks them."""
+
+    losses: Sequence[tuple[int, float]]  # (step, mean loss since the save before it; NaN if none was logged)
+    chosen: int | None = None  # the step merged
+    save_steps: int | None = None  # to draw the window each loss is the mean of
+
+
 def read_losses(loss_files: Mapping[str, PathLike]) -> dict[str, list[tuple[int, float]]]:
     """(step, loss) per finetune run from its loss.parquet (steps without a loss left out)."""
+    import duckdb
+
     out = {}
     for run, path in loss_files.items():
         if not Path(path).is_file():
@@ -427,14 +446,34 @@ def plot_losses(loss_files: Mapping[str, PathLike], paths: Iterable[PathLike],
         with connect(db) as con:
             info = {r["model"]: r for r in _rows(con, "SELECT * FROM finetuned_rows")}
             colours = _colours(con, extra=data)
+    labels = {run: f"{run} ({info[run]['base_model']} on {info[run]['dataset']}, {info[run]['n_train']} ex.)"
+              for run in data if run in info}
+    title = f"Training loss of the finetune runs ({len(data)} run{'s' if len(data) != 1 else ''})"
+    _plot_losses(data, paths, title, labels, colours)
+    return data
+
+
+def plot_run_loss(points: Sequence[tuple[int, float]], paths: Iterable[PathLike], title: str,
+                  kept: KeptCheckpoints | None = None) -> list[tuple[int, float]]:
+    """One finetune run's training loss per step (results/finetune/{run}/loss.png), its kept checkpoints marked.
+
+    The figure of :func:`plot_losses`, for one run, with each kept checkpoint's mean loss
+    over its window and the one chosen for merging highlighted. Returns the points plotted.
+    """
+    run = "training loss"
+    data = {run: [(int(step), float(loss)) for step, loss in points if loss is not None]}
+    _plot_losses(data, paths, title, {}, model_colours(data), {run: kept} if kept else {})
+    return data[run]
+
+
+def _plot_losses(data, paths, title, labels, colours, kept: Mapping[str, KeptCheckpoints] | None = None) -> None:
     with matplotlib.rc_context(RC):
         fig = _figure(8.0, 4.8)
         if not any(data.values()):
             _empty(fig, "Training loss", "no finetune run logged a loss")
         else:
-            _draw_losses(fig, data, info, colours)
+            _draw_losses(fig, data, labels, colours, title, kept or {})
     save(fig, paths)
-    return data
 
 
 def _smooth(values: list[float], window: int) -> list[float]:
@@ -447,16 +486,13 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def _draw_losses(fig: Figure, data, info, colours) -> None:
+def _draw_losses(fig: Figure, data, labels, colours, title, kept: Mapping[str, KeptCheckpoints]) -> None:
     ax = fig.subplots()
     for run, points in data.items():
         if not points:
             continue
         steps, losses = zip(*points, strict=True)
-        label = run
-        if run in info:
-            label += f" ({info[run]['base_model']} on {info[run]['dataset']}, {info[run]['n_train']} ex.)"
-        label += f": {steps[-1]} steps, last loss {losses[-1]:.3f}"
+        label = f"{labels.get(run, run)}: {steps[-1]} steps, last loss {losses[-1]:.3f}"
         colour = colours[run]
         window = max(1, len(points) // 20)
         if window > 1:  # long runs: the raw loss faint, its moving average bold
@@ -464,10 +500,30 @@ def _draw_losses(fig: Figure, data, info, colours) -> None:
             ax.plot(steps, _smooth(list(losses), window), color=colour, lw=1.8, label=f"{label} (line: mean of {window} steps)")
         else:
             ax.plot(steps, losses, color=colour, lw=1.5, marker="o", ms=3, label=label)
+        if run in kept:
+            _mark_checkpoints(ax, kept[run])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (cross-entropy per token)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"Training loss of the finetune runs ({len(data)} run{'s' if len(data) != 1 else ''})")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
+
+
+def _mark_checkpoints(ax, kept: KeptCheckpoints) -> None:
+    for step, loss in kept.losses:
+        ax.axvline(step, color="grey", lw=0.8, ls=":", zorder=0)
+        if math.isnan(loss):
+            continue
+        colour = "tab:red" if step == kept.chosen else "tab:orange"
+        if kept.save_steps:
+            ax.hlines(loss, ((step - 1) // kept.save_steps) * kept.save_steps, step, lw=2, color=colour, alpha=0.6)
+        ax.plot([step], [loss], marker="*" if step == kept.chosen else "o", ms=14 if step == kept.chosen else 7,
+                color=colour, zorder=3)
+        ax.annotate(f"ckpt {step}\n{loss:.3f}", (step, loss), textcoords="offset points", xytext=(4, 8),
+                    fontsize=8, color="tab:red" if step == kept.chosen else "dimgrey")
+    if kept.losses:
+        ax.plot([], [], "o", color="tab:orange", label="kept checkpoint: mean loss since the previous save")
+    if kept.chosen is not None:
+        ax.plot([], [], "*", ms=12, color="tab:red", label=f"chosen for merging: step {kept.chosen}")

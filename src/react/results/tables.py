@@ -19,7 +19,7 @@ STORAGE_VERSION = "v1.5.0"
 
 
 def sql(name: str) -> str:
-    return files("react.sql").joinpath(name).read_text(encoding="utf-8")
+    return files("react.results").joinpath("sql", name).read_text(encoding="utf-8")
 
 
 def build_results(eval_files: list[str | Path], published_csv: str | Path | None,

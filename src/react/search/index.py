@@ -1,23 +1,15 @@
-"""An offline Wikipedia for ReAct: a paragraph corpus, a BM25 index and ``WikiEnv``.
+"""The search index of a corpus: exact titles and BM25, and :class:`Corpus`, what the offline environment asks.
 
-``WikiEnv`` is ReAct's environment (react.environment.base) over a corpus of
-(title, sentences) pages: HotPotQA's context paragraphs, or the 2017 abstracts and
-other corpora (react.search.sources). With the ``react`` protocol a page's
-sentences are joined into its paragraph and split as the online ``WikiEnv``
-splits a page, so a Search observes what ReAct shows of a page whose text is that
-paragraph. What still differs from the live site (docs: "What is comparable"):
-
-* Pages are one paragraph (the abstract), not whole articles: Lookup sees only it.
-* Search matches titles exactly after :func:`normalize_title` (NFKC, casefold,
-  whitespace collapsed); Wikipedia also follows redirects, does its own fuzzy
-  matching and has disambiguation pages (ReAct retries those as ``[entity]``).
-* "Similar" titles are the top-5 BM25 hits (bm25s, English stopwords, Snowball
-  stemmer, over title + paragraph text, ties broken by title) instead of
-  Wikipedia's search ranking; a query with no indexed token lists none (``[]``).
+A page is found by its title after :func:`normalize_title` (NFKC, casefold,
+whitespace collapsed); "Similar" titles are the top-5 BM25 hits (bm25s, English
+stopwords, Snowball stemmer, over title + paragraph text, ties broken by row: by
+title in a corpus from the splits); a query with no indexed token lists none
+(``[]``). How that differs from the live site: react.environment.offline.
 
 The index is built for Wikipedia scale (``benchmarks/search_scale.py``: 5 million
 synthetic paragraphs shaped like this corpus; results in ``benchmarks/results/``).
-``build_index`` reads the corpus file once, in batches, and writes one directory:
+``build_index`` reads the corpus file (react.search.corpus) once, in batches, and
+writes one directory:
 
 * ``pages.arrow``: the corpus rows, uncompressed Arrow IPC. ``Corpus.load``
   memory-maps it instead of reading the Parquet file into Python lists, so loading
@@ -53,7 +45,7 @@ import os
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +56,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import Stemmer
 
-from react.agent.protocol import N_SIMILAR, miss_observation, page_sentences, paragraph_text
-from react.environment.base import Found, Missed, ReActEnv
-from react.io import DataFileError, atomic_dir, read_parquet, sha256_file, write_parquet
-from react.schemas import CORPUS_SCHEMA, SPLIT_SCHEMA, validate_table
+from react.agent.protocol import N_SIMILAR
+from react.io import DataFileError, atomic_dir, read_parquet, sha256_file
+from react.schemas import CORPUS_SCHEMA
+from react.search.corpus import corpus_sha256, hash_rows, iter_corpus_batches, rows_sha256
 
 INDEX_META = "react_corpus.json"  # next to bm25s's own files in the index dir
 INDEX_FORMAT = 2  # 2: pages and title keys stored with the BM25 files (1: BM25 files only)
@@ -75,103 +67,16 @@ PAGES_FILE = "pages.arrow"  # the corpus rows, Arrow IPC, uncompressed: memory-m
 KEYS_FILE = "title_keys.bin"  # sorted normalised titles, UTF-8, concatenated
 KEY_OFFSETS_FILE = "title_keys.offsets.npy"
 KEY_ROWS_FILE = "title_keys.rows.npy"
-BATCH_ROWS = 20_000  # corpus rows per streamed batch while indexing
 PROGRESS_ROWS = 500_000
 log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------- corpus file
+# --------------------------------------------------------------------------- titles
 
 
 def normalize_title(s: str) -> str:
     """The key exact-title matching uses: NFKC, casefolded, whitespace collapsed and stripped."""
     return " ".join(unicodedata.normalize("NFKC", s).casefold().split())
-
-
-def _iter_paragraphs(split_parquets: Iterable[str | Path]) -> Iterable[tuple[str, list[str]]]:
-    """Every (title, sentences) of the splits' ``context`` columns, in file, row and paragraph order."""
-    for path in split_parquets:
-        for context in read_parquet(path, SPLIT_SCHEMA).column("context").to_pylist():
-            for paragraph in context or ():
-                if paragraph["title"] is not None:
-                    yield paragraph["title"], paragraph["sentences"] or []
-
-
-def build_corpus(
-    split_parquets: list[str | Path], out_parquet: str | Path, provenance: dict[str, Any] | None = None
-) -> None:
-    """Write the union of the splits' context paragraphs, one row per title, sorted by title.
-
-    The first occurrence of a title wins; later ones with other text are counted
-    (HotPotQA sometimes ships two versions of one paragraph). Sentences are kept
-    raw, leading spaces included.
-    """
-    first: dict[str, list[str]] = {}
-    conflicts: set[str] = set()
-    n_paragraphs = 0
-    for title, sentences in _iter_paragraphs(split_parquets):
-        n_paragraphs += 1
-        kept = first.setdefault(title, sentences)
-        if kept != sentences:
-            conflicts.add(title)
-    titles = sorted(first)
-    table = pa.table({"title": titles, "sentences": [first[t] for t in titles]}, schema=CORPUS_SCHEMA)
-    write_parquet(
-        table,
-        out_parquet,
-        {
-            **(provenance or {}),
-            "inputs": {str(p): sha256_file(p) for p in split_parquets},
-            "n_paragraphs": n_paragraphs,
-            "n_titles": len(titles),
-            "n_conflicting_titles": len(conflicts),
-            "conflicting_titles_sample": sorted(conflicts)[:20],
-        },
-    )
-    log.info("corpus %s: %d titles from %d paragraphs (%d titles seen with differing text, first kept)",
-             out_parquet, len(titles), n_paragraphs, len(conflicts))
-
-
-# --------------------------------------------------------------------------- reading and hashing
-
-
-def _iter_corpus_batches(corpus_parquet: str | Path) -> Iterator[pa.RecordBatch]:
-    """The (title, sentences) rows of a corpus file in batches of BATCH_ROWS, checked against CORPUS_SCHEMA."""
-    path = Path(corpus_parquet)
-    if not path.exists():
-        raise DataFileError(f"{path}: file not found")
-    try:
-        parquet = pq.ParquetFile(path)
-        validate_table(parquet.schema_arrow.empty_table(), CORPUS_SCHEMA, path)
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=CORPUS_SCHEMA.names):
-            validate_table(pa.Table.from_batches([batch]), CORPUS_SCHEMA, path)  # the null checks
-            yield batch
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataFileError(f"{path}: not a readable Parquet file ({exc})") from exc
-
-
-_row_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # = json.dumps(..., same options)
-
-
-def _hash_rows(digest: Any, titles: list[str], sentences: list[list[str]]) -> None:
-    """Feed one canonical JSON line per row to ``digest``: independent of the Parquet encoding."""
-    if titles:
-        lines = [_row_json([title, sents]) for title, sents in zip(titles, sentences, strict=True)]
-        digest.update(("\n".join(lines) + "\n").encode("utf-8"))
-
-
-def _rows_sha256(titles: list[str], sentences: list[list[str]]) -> str:
-    digest = hashlib.sha256()
-    _hash_rows(digest, titles, sentences)
-    return digest.hexdigest()
-
-
-def corpus_sha256(path: str | Path) -> str:
-    """Content hash of a corpus Parquet file: (title, sentences) rows in file order."""
-    digest = hashlib.sha256()
-    for batch in _iter_corpus_batches(path):
-        _hash_rows(digest, batch.column(0).to_pylist(), batch.column(1).to_pylist())
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- tokens
@@ -538,10 +443,10 @@ def build_index(corpus_parquet: str | Path, index_dir: str | Path) -> None:
         builder = _BM25Builder(spill)
         schema = pa.schema([CORPUS_SCHEMA.field(name) for name in CORPUS_SCHEMA.names])
         with pa.OSFile(str(tmp / PAGES_FILE), "wb") as sink, pa.ipc.new_file(sink, schema) as pages:
-            for batch in _iter_corpus_batches(corpus_parquet):
+            for batch in iter_corpus_batches(corpus_parquet):
                 pages.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
                 titles, sentences = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-                _hash_rows(digest, titles, sentences)
+                hash_rows(digest, titles, sentences)
                 builder.add(_document_texts(titles, sentences))
                 keys.append(pa.array(map(_TitleKeys.key, titles), pa.large_binary(), size=len(titles)))
                 n_docs += len(titles)
@@ -642,7 +547,7 @@ class Corpus:
         else:  # built before INDEX_FORMAT 2 (the BM25 files only): pages and keys are made in memory
             pages = read_parquet(corpus_parquet, CORPUS_SCHEMA)
             titles = pages.column("title").to_pylist()
-            sha256 = _rows_sha256(titles, pages.column("sentences").to_pylist())
+            sha256 = rows_sha256(titles, pages.column("sentences").to_pylist())
             _check_meta(index_dir, meta, sha256, n_docs)
             keys = _TitleKeys.of_titles(titles)
         return cls(pages, keys, _BM25.load(index_dir), sha256)
@@ -655,7 +560,7 @@ class Corpus:
         builder = _BM25Builder()
         builder.add(_document_texts(titles, sentences))
         pages = pa.table({"title": titles, "sentences": sentences}, schema=CORPUS_SCHEMA)
-        return cls(pages, _TitleKeys.of_titles(titles), builder.finish(), _rows_sha256(titles, sentences))
+        return cls(pages, _TitleKeys.of_titles(titles), builder.finish(), rows_sha256(titles, sentences))
 
     def __len__(self) -> int:
         return len(self._titles)
@@ -678,26 +583,3 @@ class Corpus:
         if not terms or k <= 0:
             return []
         return [self.title(row) for row in self._bm25.top(terms, k, distinct=self.title).tolist()]
-
-
-# --------------------------------------------------------------------------- environment
-
-
-class WikiEnv(ReActEnv):
-    """ReAct's WikiEnv over a :class:`Corpus`: a title is found by its normalised form, or BM25 lists similar ones."""
-
-    def __init__(self, corpus: Corpus, protocol: str = "react"):
-        self.corpus = corpus
-        super().__init__(protocol)
-
-    def find(self, entity: str) -> Found | Missed:
-        raw = self.corpus.page(entity)
-        if raw is None:
-            similar = self.corpus.similar(entity)
-            if self.protocol == "lenient":
-                return Missed(f"Could not find [{entity}]. Similar: {similar}.")
-            return Missed(miss_observation(entity, similar))
-        if self.protocol == "lenient":  # HotPotQA's own segmentation
-            return Found([s.strip() for s in raw if s and s.strip()])
-        # ReAct's: the page text the online environment would split (one paragraph: the abstract).
-        return Found(page_sentences(paragraph_text(raw)))

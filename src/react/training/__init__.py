@@ -1,1 +1,1 @@
-"""Finetuning: presets, tokenisation, the trainer, checkpoints and merging."""
+"""Finetuning: presets (hyperparameters), tokenisation, the trainer and its callbacks, checkpoints and merging."""

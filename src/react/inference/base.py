@@ -1,0 +1,82 @@
+"""What every inference engine shares: the request and answer types, the `Backend` interface, settings.
+
+Every engine returns the completion cut at the first stop string (stop excluded,
+vLLM's semantics), so the agent sees the same text whichever engine wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from react.threads import affinity_cpus
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int = 100
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    n_tokens: int  # generated tokens (before cutting at the stop string)
+    finish: str  # stop | length
+
+
+class ModelLoadError(RuntimeError):
+    """A configured model could not be loaded; the message names the model."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Constructor options every engine takes; each engine's settings add its own fields.
+
+    No field has a default: the configuration schema is the single source of defaults,
+    and settings are built once from a validated model entry and the config's
+    ``backends`` section (`from_config`).
+    """
+
+    # The key of this engine's options in the config's `backends` section (None: it has none).
+    section: ClassVar[str | None] = None
+
+    dtype: str
+    threads: int | None  # None: the engine's own choice
+    quantization: str | None  # None: the weights as stored; nf4: 4-bit bitsandbytes
+    trust_remote_code: bool
+
+    @classmethod
+    def from_config(cls, model: Mapping[str, Any], backends: Mapping[str, Any], threads: int | None) -> EngineSettings:
+        """From a validated model entry and the validated `backends` section; ``threads`` as the job may use."""
+        options = backends[cls.section] if cls.section else {}
+        return cls(**common_options(model, threads), **options)
+
+
+def common_options(model: Mapping[str, Any], threads: int | None) -> dict[str, Any]:
+    """The `EngineSettings` fields of a validated model entry."""
+    if threads:  # `--cores 8` on a 2-core laptop: more threads than CPUs only thrash
+        threads = min(threads, affinity_cpus())
+    return {"dtype": model["dtype"], "threads": threads,
+            "quantization": None if model["quantization"] == "none" else model["quantization"],
+            "trust_remote_code": model["trust_remote_code"]}
+
+
+class Backend(Protocol):
+    name: str
+    max_context: int  # prompt + completion tokens the model can attend to
+
+    def generate(
+        self, prompts: list[str], stop: list[str], sampling: Sampling, seeds: list[int]
+    ) -> list[Generation]: ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+    def close(self) -> None: ...
+
+
+def count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Prompt lengths as the engine sees them (special tokens included)."""
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
