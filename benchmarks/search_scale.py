@@ -103,7 +103,7 @@ def machine() -> dict[str, Any]:
             versions[dist] = None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "react/wiki.py"], cwd=PROJECT,
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "src/react/search"], cwd=PROJECT,
                                     capture_output=True, text=True).stdout.strip())
     except OSError:
         commit, dirty = None, None

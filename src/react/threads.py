@@ -4,8 +4,8 @@ Snakemake gives a rule ``threads`` out of ``--cores``, which people type without
 knowing how many CPUs a job will really get (``--cores 8`` on a 2-CPU laptop,
 ``--cores all`` on a shared node), and it exports ``OMP_NUM_THREADS`` (and MKL,
 OpenBLAS, ...) equal to that figure. Torch, OpenBLAS, tokenizers and vLLM then start
-that many busy threads; more threads than CPUs only thrash (1.2x slower per finetune
-step with 8 threads on 2 CPUs, issue 12). A job uses at most the smallest of:
+that many busy threads; more threads than CPUs only thrash (BENCHMARKS.md 7). A job
+uses at most the smallest of:
 
 * the threads Snakemake gave it;
 * the CPUs in the process's affinity mask (``taskset``, cpusets, SLURM's task binding);

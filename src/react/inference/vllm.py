@@ -125,7 +125,7 @@ def _has_cuda() -> bool:
 
 
 def _configure_vllm_cpu(threads: int | None, kv_cache_gib: int) -> None:
-    """Settings measured on a 2-core machine (see README, 'vLLM on CPU')."""
+    """The vLLM CPU engine's environment: its threads bound to the CPUs this job may use (BENCHMARKS.md 7)."""
     cpus = affinity_cpu_ids()
     if threads:
         cpus = cpus[: max(1, threads)]

@@ -2,7 +2,7 @@
 
 Each ``plot_*`` function reads its numbers with SQL from the database the table is
 made from (views ``summary`` and ``episodes``, table ``finetuned_rows``; see
-react/sql/), draws one figure, writes it to every path it is given (the format
+src/react/results/sql/), draws one figure, writes it to every path it is given (the format
 follows the suffix: .png, .svg, .pdf) atomically, and returns the rows it plotted,
 so that a test can hold them against ``results/table.csv``. :func:`write_table_html`
 writes the table itself as a page for the Snakemake report. The training loss is drawn

@@ -1,4 +1,4 @@
-"""The comparison table and the results database, made by the SQL files in react/sql/."""
+"""The comparison table and the results database, made by the SQL files in src/react/results/sql/."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def build_results(eval_files: list[str | Path], published_csv: str | Path | None
                 con.execute(sql("published.sql"))
             con.execute(sql("views.sql"))
             with atomic_path(table_csv) as tmp_csv:
-                # The view's ORDER BY (react/sql/views.sql) gives the table its row order.
+                # The view's ORDER BY (src/react/results/sql/views.sql) gives the table its row order.
                 con.execute(f"COPY (FROM summary) TO '{tmp_csv}' (HEADER)")
             for row in con.sql("FROM summary").fetchall():
                 log.info("%s", row)

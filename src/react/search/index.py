@@ -6,28 +6,12 @@ stopwords, Snowball stemmer, over title + paragraph text, ties broken by row: by
 title in a corpus from the splits); a query with no indexed token lists none
 (``[]``). How that differs from the live site: react.environment.offline.
 
-The index is built for Wikipedia scale (``benchmarks/search_scale.py``: 5 million
-synthetic paragraphs shaped like this corpus; results in ``benchmarks/results/``).
-``build_index`` reads the corpus file (react.search.corpus) once, in batches, and
-writes one directory:
-
-* ``pages.arrow``: the corpus rows, uncompressed Arrow IPC. ``Corpus.load``
-  memory-maps it instead of reading the Parquet file into Python lists, so loading
-  takes seconds and little memory at any size, and processes share the pages.
-* ``title_keys.*``: every normalised title (UTF-8), sorted, with its row, searched
-  by bisection (memory-mapped; a dict of 5 million titles would be rebuilt at
-  every load).
-* The BM25 index in bm25s's own file layout (``bm25s.BM25.load`` reads it), with
-  the float32 scores bm25s computes, bit for bit; it is built from postings
-  spilled batch by batch rather than by ``bm25s.BM25.index``, whose memory grows
-  with every token of the corpus. "Similar" sums the query terms' score columns
-  over the documents that hold them and partitions out the best 5: the titles, and
-  their order, of scoring every document and sorting them all.
-* ``react_corpus.json``: the corpus' content hash (``corpus_sha256``) and the
-  sha256 of the corpus file's bytes. ``Corpus.load`` hashes the file's bytes and,
-  when they match, uses the recorded content hash; otherwise it hashes the rows and
-  refuses an index built from other rows. An index directory from before (bm25s's
-  files only) still loads, its pages and title keys made in memory.
+The index is built for Wikipedia scale (BENCHMARKS.md 3). ``build_index`` reads the corpus
+file (react.search.corpus) once, in batches, and writes one directory: ``pages.arrow`` (the
+rows, memory-mapped by ``Corpus.load``), ``title_keys.*`` (sorted normalised titles, searched
+by bisection), the BM25 index in bm25s's own file layout (built from postings spilled batch by
+batch, with bm25s's float32 scores bit for bit) and ``react_corpus.json`` (the corpus' content
+hash, checked at load so that an index never serves other rows).
 
 None of this changes an observation: Search, Lookup and the Similar lists are
 those of the bm25s ``get_scores`` implementation this replaces.
@@ -125,8 +109,8 @@ class _BM25Builder:
     """bm25s's eager BM25 index (the BM25_PARAMS), built from documents streamed in batches.
 
     ``bm25s.BM25().index(bm25s.tokenize(texts, ...))`` holds every token of the corpus
-    as Python lists and sorts all postings with full-size temporaries (its build peaked
-    at 2.7 GiB for 500,000 paragraphs, linear in the corpus). Here each batch is tokenized
+    as Python lists and sorts all postings with full-size temporaries (memory linear in the corpus's
+    tokens, BENCHMARKS.md 3). Here each batch is tokenized
     and reduced in NumPy to its (document, term, term frequency) postings, which are
     spilled to ``spill_dir`` (or kept, for small in-memory corpora); ``finish`` then puts
     them straight into their term columns, whose sizes (the document frequencies) are

@@ -158,8 +158,7 @@ PRESETS: dict[str, Hyperparameters] = {
         **_LORA,
         num_train_epochs=1,
         max_steps=-1,
-        # 2 x 2 rather than 4 x 1: the same updates at half the activation memory
-        # (a batch of 4 x ~630 tokens peaked at 13.6 GB on SmolLM2-135M).
+        # 2 x 2 rather than 4 x 1: the same updates at half the activation memory (BENCHMARKS.md 4).
         per_device_train_batch_size=2,
         gradient_accumulation_steps=2,
         optim="adamw_torch",
@@ -168,9 +167,9 @@ PRESETS: dict[str, Hyperparameters] = {
         max_grad_norm=0.3,
         warmup_steps=0,
         lr_scheduler_type="constant",
-        bf16=False,  # fp32: bf16 is 2-4x slower on CPUs without native bf16 matmul
+        bf16=False,  # fp32: bf16 is slower on CPUs without native bf16 matmul (BENCHMARKS.md 4)
         fp16=False,
-        gradient_checkpointing=False,  # faster; costs memory (10 GB at 2 x 1,264 tokens on SmolLM2-135M)
+        gradient_checkpointing=False,  # faster; costs activation memory (BENCHMARKS.md 4)
         save_steps=8,
         save_total_limit=3,
         logging_steps=1,

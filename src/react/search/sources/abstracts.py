@@ -130,9 +130,8 @@ def _loads_title_text(line: bytes) -> Any:
     """``json.loads(line)``, but only up to ``"charoffset"`` when that key follows ``title`` and ``text``.
 
     The dump writes ``id, url, title, text, charoffset, text_with_links, ...``, and the
-    token offsets are most of a line and of the time ``json.loads`` takes (a 25x faster
-    read here). The cut is sound: a ``"`` inside a JSON string is escaped, so the text
-    before ``, "charoffset":`` closed with a ``}`` parses only if the key is at the top
+    token offsets are most of a line and of the time ``json.loads`` takes (BENCHMARKS.md 6).
+    The cut is sound: a ``"`` inside a JSON string is escaped, so the text before ``, "charoffset":`` closed with a ``}`` parses only if the key is at the top
     level, and then holds the line's own title and text. Any other line is parsed whole.
     """
     pos = line.find(_CHAROFFSET)
