@@ -22,7 +22,7 @@ def check(config, *fragments):
 
 def test_default_config_is_valid_and_gets_defaults(project_dir):
     config = load_config(project_dir / "config/config.yaml")
-    assert config["evaluation"]["n_questions"] == 100
+    assert config["evaluation"]["n_questions"] == 50
     assert config["agent"] == {"max_steps": 7, "max_new_tokens": 100, "temperature": 0.0, "top_p": 1.0, "seed": 0,
                                "protocol": "react"}
     assert config["models"]["smollm2-135m"]["trust_remote_code"] is False
