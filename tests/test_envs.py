@@ -135,8 +135,13 @@ def test_the_post_deploy_script_makes_the_library_importable_in_a_fresh_environm
     venv = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "REACT_PROJECT_DIR": str(PROJECT), "HOME": str(tmp_path)}
-    subprocess.run(["bash", str(PROJECT / "workflow/envs/core.post-deploy.sh")], cwd=tmp_path, env=env,
-                   check=True, capture_output=True, timeout=300)
+    # The environments list setuptools >= 77 (PEP 639 licences); this interpreter's own may be older.
+    import setuptools
+
+    build = {**env, "PYTHONPATH": str(Path(setuptools.__file__).parent.parent)}
+    deployed = subprocess.run(["bash", str(PROJECT / "workflow/envs/core.post-deploy.sh")], cwd=tmp_path, env=build,
+                              capture_output=True, text=True, timeout=300)
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
     found = subprocess.run([str(venv / "bin/python"), "-c", "import react.paths; print(react.paths.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert found.stdout.strip() == str(PROJECT / "src/react/paths.py"), found.stderr

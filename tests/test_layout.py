@@ -126,7 +126,7 @@ def test_the_installed_package_carries_its_schema_sql_and_prompts(tmp_path):
         "config = validate_config({'data': {'dev': {'source': 'huggingface', 'name': 'hotpot_qa', 'split': 'x'}},\n"
         "    'models': {'m': {'hf_id': 'a/b', 'backend': 'transformers'}}, 'corpus': {'live': {'live': {}}},\n"
         "    'evaluation': {'models': ['m'], 'corpus': 'live'}, 'report': {'published': None}})\n"
-        "print(len(read_prompt(config['prompt'])), len(t.sql('views')) > 0)\n"
+        "print(len(read_prompt(config['prompt'])), len(t.sql('views.sql')) > 0)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env,

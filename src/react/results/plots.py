@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -150,6 +150,18 @@ def _figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+def _draw_or_explain(paths: Iterable[PathLike], size: tuple[float, float], draw: Callable[[Figure], None] | None,
+                     title: str, missing: str) -> None:
+    """One figure of ``size`` drawn by ``draw``, or, when there is nothing to draw (None), saying why."""
+    with matplotlib.rc_context(RC):
+        fig = _figure(*size)
+        if draw is None:
+            _empty(fig, title, missing)
+        else:
+            draw(fig)
+    save(fig, paths)
+
+
 def _empty(fig: Figure, title: str, message: str) -> None:
     ax = fig.subplots()
     ax.set_axis_off()
@@ -170,13 +182,9 @@ def plot_em(db: PathLike, paths: Iterable[PathLike]) -> list[dict[str, Any]]:
         measured = measured_models(con)
         published = _rows(con, "SELECT * FROM summary WHERE kind = 'published'")
         colours = _colours(con)
-    with matplotlib.rc_context(RC):
-        fig = _figure(max(6.5, 1.6 + 1.9 * len(measured)), 6.0)
-        if not measured:
-            _empty(fig, "Exact match per model", "no measured model")
-        else:
-            _draw_em(fig, measured, published, colours)
-    save(fig, paths)
+    _draw_or_explain(paths, (max(6.5, 1.6 + 1.9 * len(measured)), 6.0),
+                     (lambda fig: _draw_em(fig, measured, published, colours)) if measured else None,
+                     "Exact match per model", "no measured model")
     keys = ("kind", "model", "base_model", "n", "em", "em_ci_low", "em_ci_high", "em_diff", "p_value")
     return [{k: row.get(k) for k in keys} for row in [*measured, *published]]
 
@@ -241,15 +249,11 @@ def plot_steps(db: PathLike, paths: Iterable[PathLike]) -> dict[str, dict[str, A
                        "counts": {c["n_steps"]: c["episodes"] for c in counts if c["model"] == row["model"]}}
         for row in measured
     }
-    with matplotlib.rc_context(RC):
-        groups = _groups(measured)
-        ncols = max((len(g) for g in groups), default=1)
-        fig = _figure(max(6.0, 3.6 * ncols), 0.6 + 2.8 * max(len(groups), 1))
-        if not measured:
-            _empty(fig, "Steps per question", "no measured model")
-        else:
-            _draw_steps(fig, groups, ncols, data, colours)
-    save(fig, paths)
+    groups = _groups(measured)
+    ncols = max((len(g) for g in groups), default=1)
+    _draw_or_explain(paths, (max(6.0, 3.6 * ncols), 0.6 + 2.8 * max(len(groups), 1)),
+                     (lambda fig: _draw_steps(fig, groups, ncols, data, colours)) if measured else None,
+                     "Steps per question", "no measured model")
     return data
 
 
@@ -308,13 +312,9 @@ def plot_finish_reasons(db: PathLike, paths: Iterable[PathLike]) -> dict[str, di
     data = {row["model"]: {"n": row["n"], "counts": {
         reason: sum(c["episodes"] for c in counts if c["model"] == row["model"] and c["finish_reason"] == reason)
         for reason in reasons}} for row in measured}
-    with matplotlib.rc_context(RC):
-        fig = _figure(max(6.0, 1.6 + 2.1 * len(measured)), 5.8)
-        if not measured:
-            _empty(fig, "How the episodes ended", "no measured model")
-        else:
-            _draw_finish(fig, measured, reasons, data, colours)
-    save(fig, paths)
+    _draw_or_explain(paths, (max(6.0, 1.6 + 2.1 * len(measured)), 5.8),
+                     (lambda fig: _draw_finish(fig, measured, reasons, data, colours)) if measured else None,
+                     "How the episodes ended", "no measured model")
     return data
 
 
@@ -467,13 +467,9 @@ def plot_run_loss(points: Sequence[tuple[int, float]], paths: Iterable[PathLike]
 
 
 def _plot_losses(data, paths, title, labels, colours, kept: Mapping[str, KeptCheckpoints] | None = None) -> None:
-    with matplotlib.rc_context(RC):
-        fig = _figure(8.0, 4.8)
-        if not any(data.values()):
-            _empty(fig, "Training loss", "no finetune run logged a loss")
-        else:
-            _draw_losses(fig, data, labels, colours, title, kept or {})
-    save(fig, paths)
+    _draw_or_explain(paths, (8.0, 4.8),
+                     (lambda fig: _draw_losses(fig, data, labels, colours, title, kept or {})) if any(data.values()) else None,
+                     "Training loss", "no finetune run logged a loss")
 
 
 def _smooth(values: list[float], window: int) -> list[float]:
