@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from react.threads import affinity_cpus
+from react.threads import job_threads
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ class EngineSettings:
 
 def common_options(model: Mapping[str, Any], threads: int | None) -> dict[str, Any]:
     """The `EngineSettings` fields of a validated model entry."""
-    if threads:  # `--cores 8` on a 2-core laptop: more threads than CPUs only thrash
-        threads = min(threads, affinity_cpus())
+    if threads:  # `--cores 8` on a 2-core laptop: more threads than CPUs only thrash (react.threads)
+        threads = job_threads(threads).threads
     return {"dtype": model["dtype"], "threads": threads,
             "quantization": None if model["quantization"] == "none" else model["quantization"],
             "trust_remote_code": model["trust_remote_code"]}
