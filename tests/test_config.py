@@ -242,3 +242,32 @@ def test_schema_uses_only_json_schema_keywords(project_dir):
 def test_fractional_kv_cache_is_refused_before_vllm_reads_it_as_an_integer(default):
     default["backends"]["vllm"]["kv_cache_gib"] = 1.5
     check(default, "backends.vllm.kv_cache_gib")
+
+
+def test_a_chat_format_needs_a_model_with_a_chat_template(default, tiny_model, tiny_chat_model):
+    """Checked before any job: the folder's files, a GGUF's metadata; for a chat finetune, its base."""
+    default["models"]["smollm2-135m"]["format"] = "chat"
+    validate_config(copy.deepcopy(default))  # the embedded GGUF has one
+    default["models"]["plain"] = {"path": str(tiny_model), "format": "chat-inline"}
+    check(default, "config key 'models.plain.format': model 'plain' has no chat template")
+    default["models"]["plain"]["format"] = "raw"
+    default["models"]["chatty"] = {"path": str(tiny_chat_model), "format": "chat"}
+    validate_config(copy.deepcopy(default))
+    default["finetune"]["plain-react"] = {"base": "plain", "dataset": "oracle-train", "format": "chat"}
+    check(default, "config key 'finetune.plain-react.format': model 'plain' has no chat template")
+
+
+def test_a_served_chat_model_needs_its_template_locally(default):
+    default["models"]["served"] = {"url": "http://127.0.0.1:1/v1", "backend": "openai", "format": "chat"}
+    check(default, "config key 'models.served.format'", "give it a `tokenizer`")
+
+
+def test_finetuned_models_are_evaluated_in_the_form_they_were_trained_in(default):
+    from react.config.validate import model_spec
+
+    default["finetune"]["smollm2-135m-react"]["format"] = "chat"
+    config = validate_config(copy.deepcopy(default))
+    assert model_spec(config, "smollm2-135m-react")["format"] == "chat"
+    assert model_spec(config, "smollm2-135m")["format"] == "raw"
+    default["finetune"]["smollm2-135m-react"]["format"] = "chat-inline"  # not a training form
+    check(default, "config key 'finetune.smollm2-135m-react.format'")

@@ -14,7 +14,7 @@ from react.agent.loop import AgentConfig, Task, run_agent
 from react.config.settings import schema_defaults
 from react.environment.wikis import open_wiki, wiki_settings
 from react.io import read_parquet, read_provenance
-from react.pipeline.evaluate import Output, Prompt, write_episodes
+from react.pipeline.evaluate import Output, Prompt, Run, write_episodes
 from react.schemas import EPISODE_SCHEMA
 
 
@@ -52,7 +52,7 @@ def run(spec, tmp_path, scripted, name):
     finally:
         wiki.close()
     out = tmp_path / f"{name}.parquet"
-    write_episodes(episodes, Output(out, {}), step="evaluate", model="scripted", backend="scripted",
+    write_episodes(Run(episodes, None), Output(out, {}), step="evaluate", model="scripted", backend="scripted",
                    agent=AgentConfig(), prompt=Prompt("Prompt\n", "few-shot", ()), wiki=wiki, inputs={}, extra={})
     return read_parquet(out, EPISODE_SCHEMA), read_provenance(out)
 

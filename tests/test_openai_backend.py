@@ -50,8 +50,14 @@ def prompts(prompt_prefix):
 
 
 @pytest.fixture(scope="module")
-def hf(tiny_model):
-    return TransformersBackend(str(tiny_model), "tiny", default_engine_settings("transformers", batch_size=3))
+def served_dir(tiny_chat_model):
+    """What the real server serves: the tiny model with a chat template (raw prompts work on it too)."""
+    return tiny_chat_model
+
+
+@pytest.fixture(scope="module")
+def hf(served_dir):
+    return TransformersBackend(str(served_dir), "tiny", default_engine_settings("transformers", batch_size=3))
 
 
 def server_command(model_dir, port: int) -> list[str]:
@@ -66,7 +72,7 @@ def server_command(model_dir, port: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tiny_model, tmp_path_factory):
+def vllm_server(served_dir, tmp_path_factory):
     """`vllm serve` of the tiny model on CPU; yields its base URL; the process group dies in teardown."""
     port = free_port()
     env = {
@@ -79,7 +85,7 @@ def vllm_server(tiny_model, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
     started = time.perf_counter()
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(server_command(tiny_model, port), stdout=log_file, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(server_command(served_dir, port), stdout=log_file, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
     try:
         deadline = started + SERVER_START_LIMIT_S
@@ -141,14 +147,36 @@ class TestVLLMServer:
         finally:
             one_at_a_time.close()
 
-    def test_count_tokens_matches_local_tokenizer(self, vllm_server, served, hf, tiny_model, prompts):
+    def test_count_tokens_matches_local_tokenizer(self, vllm_server, served, hf, served_dir, prompts):
         texts = [*prompts, "", "Question: x"]
         assert served.count_tokens(texts) == hf.count_tokens(texts)
-        local = openai_backend(vllm_server, tokenizer=str(tiny_model))
+        local = openai_backend(vllm_server, tokenizer=str(served_dir))
         try:
             assert local.count_tokens(texts) == hf.count_tokens(texts)
         finally:
             local.close()
+
+    def test_chats_go_to_chat_completions_and_continue_the_assistant_turn(self, vllm_server, hf, served_dir,
+                                                                           prompts):
+        """The server renders the chat with the model's template, as the in-process engine does."""
+        from react.inference.chat import Chat, Message
+
+        chats = [Chat((Message("user", p.removesuffix("\nThought 1:")), Message("assistant", "Thought 1:")))
+                 for p in prompts]
+        backend = openai_backend(vllm_server, tokenizer=str(served_dir))
+        try:
+            got = backend.generate(chats, [], GREEDY, [0, 0, 0])
+            assert got == hf.generate(chats, [], GREEDY, [0, 0, 0])
+            assert backend.count_tokens(chats) == hf.count_tokens(chats)
+            assert backend._chat_checked  # the server's /tokenize rendered the probe chat to our ids
+        finally:
+            backend.close()
+
+    def test_a_chat_needs_the_template_locally(self, vllm_server, served):
+        from react.inference.chat import Chat, Message, NoChatTemplate
+
+        with pytest.raises(NoChatTemplate, match="tokenizer"):
+            served.count_tokens([Chat((Message("user", "Q"), Message("assistant", "Thought 1:")))])
 
     def test_context_from_server_or_option(self, vllm_server, served):
         assert served.max_context == 8192
@@ -436,6 +464,44 @@ def test_no_token_count_or_context_length_is_a_clear_error(fake, backend_for, ti
         backend_for(tokenizer=str(tiny_model))
 
 
+def chat_completion(request):
+    """Answers the open assistant turn's text reversed, as a chat completion with its usage."""
+    text = request["messages"][-1]["content"][::-1]
+    return reply(200, {"object": "chat.completion", "usage": {"completion_tokens": 9, "prompt_tokens": 3},
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": text}}]})
+
+
+def test_a_chat_is_sent_as_messages_continuing_the_assistant_turn(fake, backend_for, tiny_chat_model):
+    from react.inference.chat import Chat, Message
+
+    fake.replies["/v1/chat/completions"] = [chat_completion]
+    backend = backend_for(tokenizer=str(tiny_chat_model))
+    expected = backend.chat_template.token_ids(Chat((Message("user", "Question: Which magazine was started first?"),
+                                                     Message("assistant", "Thought 1:"))))
+    fake.replies["/tokenize"] = [lambda r: reply(200, {"count": len(expected), "tokens": expected})]
+    chat = Chat((Message("user", "Q"), Message("assistant", "Thought 1:")))
+    gens = backend.generate([chat, "raw"], ["\n"], Sampling(12), [0, 0])
+    assert [(g.text, g.n_tokens) for g in gens] == [(":1 thguohT", 9), ("war", 5)]
+    body = fake.calls("/v1/chat/completions")[0]
+    assert body["messages"] == [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "Thought 1:"}]
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    assert body["stop"] == ["\n"] and "prompt" not in body
+    assert fake.calls("/v1/completions")[0]["prompt"] == "raw"
+
+
+def test_a_server_rendering_chats_differently_is_refused(fake, backend_for, tiny_chat_model):
+    """E.g. a server started with another --chat-template, or one adding a BOS of its own."""
+    from react.inference.chat import Chat, Message
+
+    fake.replies["/v1/chat/completions"] = [chat_completion]
+    fake.replies["/tokenize"] = [lambda r: reply(200, {"count": 3, "tokens": [0, 0, 1]})]
+    backend = backend_for(tokenizer=str(tiny_chat_model))
+    with pytest.raises(ModelLoadError, match="renders a chat differently from the model's own template"):
+        backend.generate([Chat((Message("user", "Q"), Message("assistant", "Thought 1:")))], [], Sampling(4), [0])
+    assert not fake.calls("/v1/chat/completions")
+
+
 def test_api_key_from_the_named_variable(fake, backend_for, monkeypatch):
     with pytest.raises(ModelLoadError, match="REACT_TEST_KEY is not set"):
         backend_for(api_key_env="REACT_TEST_KEY")
@@ -460,7 +526,7 @@ def test_options_of_local_backends(fake, backend_for):
 @pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
-def test_workflow_evaluates_a_served_model_like_the_same_model_in_process(vllm_server, project_dir, tiny_model,
+def test_workflow_evaluates_a_served_model_like_the_same_model_in_process(vllm_server, project_dir, served_dir,
                                                                           tmp_path):
     from test_workflow import snakemake, tiny_config
 
@@ -469,19 +535,24 @@ def test_workflow_evaluates_a_served_model_like_the_same_model_in_process(vllm_s
 
     # The same engine in process: a random model's near-tied logits make transformers and
     # vLLM kernels part ways within a few steps, so the reference is vLLM itself.
-    config = tiny_config(tiny_model)
-    config["models"] = {
-        "tiny": {"path": str(tiny_model), "backend": "vllm", "max_model_len": 8192},
-        "served": {"url": vllm_server, "backend": "openai", "served_model": "tiny", "path": str(tiny_model)},
-    }
+    # Raw text and chats (the served chats through /v1/chat/completions).
+    config = tiny_config(served_dir)
+    local = {"path": str(served_dir), "backend": "vllm", "max_model_len": 8192}
+    served = {"url": vllm_server, "backend": "openai", "served_model": "tiny", "path": str(served_dir)}
+    config["models"] = {"tiny": local, "served": served,
+                        "tiny-chat": {**local, "format": "chat"}, "served-chat": {**served, "format": "chat"}}
     config["backends"] = {"vllm": {"kv_cache_gib": 1}}
-    config["evaluation"]["models"] = ["tiny", "served"]
+    config["evaluation"]["models"] = ["tiny", "served", "tiny-chat", "served-chat"]
     result = snakemake(project_dir, tmp_path, config)
     assert result.returncode == 0, result.stderr[-3000:]
-    local = read_parquet(tmp_path / "results/eval/tiny.parquet", EPISODE_SCHEMA)
-    served = read_parquet(tmp_path / "results/eval/served.parquet", EPISODE_SCHEMA)
-    assert set(served.column("backend").to_pylist()) == {"openai"}
-    assert served.column("trajectory").to_pylist() == local.column("trajectory").to_pylist()
+    for name in ("tiny", "tiny-chat"):
+        local = read_parquet(tmp_path / f"results/eval/{name}.parquet", EPISODE_SCHEMA)
+        served = read_parquet(tmp_path / f"results/eval/{name.replace('tiny', 'served')}.parquet", EPISODE_SCHEMA)
+        assert set(served.column("backend").to_pylist()) == {"openai"}
+        assert served.column("trajectory").to_pylist() == local.column("trajectory").to_pylist()
+        for column in ("format", "chat_template_sha256"):
+            assert served.column(column).to_pylist() == local.column(column).to_pylist()
+    assert set(local.column("format").to_pylist()) == {"chat"} and local.column("chat_template_sha256")[0].as_py()
 
 
 @pytest.mark.slow

@@ -56,7 +56,7 @@ def test_table_rows_and_order(results):
         ("measured", "alpha"), ("measured", "zeta"),
         ("published", "GPT-3 text-davinci-002 (ReAct)"), ("published", "PaLM-540B (ReAct)"),
     ]
-    assert list(rows[0]) == ["kind", "model", "base_model", "dataset", "n_train", "backend", "prompt", "n", "em",
+    assert list(rows[0]) == ["kind", "model", "base_model", "dataset", "n_train", "backend", "prompt", "format", "n", "em",
                              "em_ci_low", "em_ci_high", "em_diff", "n_paired", "p_value", "f1", "mean_steps",
                              "finished_pct", "invalid_action_pct", "source"]
 

@@ -249,7 +249,7 @@ def test_leak_between_training_and_evaluation_fails_the_run(project_dir, tiny_mo
 
 @pytest.mark.slow
 def test_the_catalog_test_config_runs_the_whole_pipeline(project_dir, tmp_path):
-    """.test/config/config.yaml, what CI runs as the Catalog does: both models in the table, paired."""
+    """.test/config/config.yaml, what CI runs as the Catalog does: every model in the table, paired, with its form."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(
         [*SNAKEMAKE, "results/table.csv", "-d", str(tmp_path), "--cores", "2",
@@ -258,5 +258,9 @@ def test_the_catalog_test_config_runs_the_whole_pipeline(project_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     rows = [r for r in csv.DictReader((tmp_path / "results/table.csv").open()) if r["kind"] == "measured"]
-    assert [(r["model"], r["n"], r["n_paired"]) for r in rows] == [("smollm2-135m", "3", ""),
-                                                                  ("smollm2-135m-react", "3", "3")]
+    assert [(r["model"], r["format"], r["prompt"], r["n"], r["n_paired"]) for r in rows] == [
+        ("smollm2-135m", "raw", "few-shot", "3", ""), ("smollm2-135m-react", "raw", "instruction", "3", "3"),
+        ("smollm2-135m-chat", "chat", "few-shot", "3", ""), ("smollm2-135m-react-chat", "chat", "instruction", "3", "3")]
+    # The chat-finetuned model keeps its base's template (the merge takes the base's tokenizer).
+    template = (tmp_path / "results/models/smollm2-135m-chat/chat_template.jinja").read_text()
+    assert (tmp_path / "results/models/smollm2-135m-react-chat/chat_template.jinja").read_text() == template

@@ -28,7 +28,8 @@ def training_texts(n_questions: int = 200) -> list[str]:
     return texts
 
 
-def build_tiny_model(out_dir: Path, vocab_size: int = 1024, seed: int = 0) -> Path:
+def build_tiny_model(out_dir: Path, vocab_size: int = 1024, seed: int = 0, chat_template: str | None = None) -> Path:
+    """The tiny model; with ``chat_template``, a chat model: ChatML's special tokens, EOS ``<|im_end|>``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -38,14 +39,17 @@ def build_tiny_model(out_dir: Path, vocab_size: int = 1024, seed: int = 0) -> Pa
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
+        special_tokens=["<|endoftext|>", *(["<|im_start|>", "<|im_end|>"] if chat_template else [])],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(training_texts(), trainer)
+    eos = "<|im_end|>" if chat_template else "<|endoftext|>"
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+        tokenizer_object=tokenizer, bos_token="<|endoftext|>", eos_token=eos, pad_token="<|endoftext|>"
     )
+    if chat_template:
+        fast.chat_template = chat_template
     config = LlamaConfig(
         vocab_size=len(fast),
         hidden_size=128,  # head_dim 64: a size vLLM's CPU attention supports
@@ -57,7 +61,7 @@ def build_tiny_model(out_dir: Path, vocab_size: int = 1024, seed: int = 0) -> Pa
         tie_word_embeddings=True,
         initializer_range=0.3,  # varied noise rather than one repeated token
         bos_token_id=0,
-        eos_token_id=0,
+        eos_token_id=fast.convert_tokens_to_ids(eos),
         pad_token_id=0,
     )
     torch.manual_seed(seed)

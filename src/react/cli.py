@@ -13,6 +13,7 @@ A model name stands for results/eval/<name>.parquet.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import textwrap
@@ -130,11 +131,21 @@ def compare_rows(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, 
     return groups
 
 
+def mcnemar_p(gained: int, lost: int) -> float:
+    """McNemar's exact test: two-sided binomial test on the discordant pairs (as the `paired` view)."""
+    n = gained + lost
+    tail = sum(math.comb(n, k) for k in range(min(gained, lost) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def format_comparison(groups: dict[str, list[dict[str, Any]]], a: str, b: str) -> str:
     n = sum(len(g) for g in groups.values())
-    lines = [f"{n} questions answered by both: {a} right on {len(groups['only_a']) + len(groups['both'])}, "
-             f"{b} right on {len(groups['only_b']) + len(groups['both'])}; both right {len(groups['both'])}, "
-             f"both wrong {len(groups['neither'])}"]
+    only_a, only_b = len(groups["only_a"]), len(groups["only_b"])
+    lines = [f"{n} questions answered by both: {a} right on {only_a + len(groups['both'])}, "
+             f"{b} right on {only_b + len(groups['both'])}; both right {len(groups['both'])}, "
+             f"both wrong {len(groups['neither'])}",
+             f"EM difference {b} - {a}: {100 * (only_b - only_a) / max(1, n):+.1f} points; "
+             f"McNemar's exact test p = {mcnemar_p(only_b, only_a):.3g}"]
     for key, title in (("only_b", f"{b} right, {a} wrong"), ("only_a", f"{a} right, {b} wrong")):
         lines += ["", f"{title} ({len(groups[key])}):"]
         for row in groups[key]:

@@ -87,6 +87,10 @@ EPISODE_SCHEMA = pa.schema(
         pa.field("seed", pa.int64(), nullable=False),
         # few-shot (the ReAct prompt) | instruction (the training format); null for imports
         pa.field("prompt", pa.string()),
+        # raw | chat | chat-inline: how the prompt reached the model (react.agent.forms); null for imports
+        pa.field("format", pa.string()),
+        # sha256 of the chat template the prompts were rendered with; null for raw text
+        pa.field("chat_template_sha256", pa.string()),
         # react (ReAct's code, character for character) | lenient; null for imports (react.agent.protocol)
         pa.field("protocol", pa.string()),
         pa.field("prompt_sha256", pa.string(), nullable=False),
@@ -101,7 +105,7 @@ FINISH_REASONS = ("finished", "step_limit", "parse_error", "context_limit", "cra
 
 # Bumped whenever a schema changes: the rules that write a file pass its version as
 # a parameter, so Snakemake reruns exactly those jobs instead of failing on old files.
-SCHEMA_VERSIONS = {"split": 1, "corpus": 1, "episode": 3}
+SCHEMA_VERSIONS = {"split": 1, "corpus": 1, "episode": 4}
 
 
 class SchemaError(ValueError):

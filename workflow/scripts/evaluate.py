@@ -26,7 +26,7 @@ def main(snakemake) -> None:
         WikiFiles(evaluation.corpus, wiki_settings(evaluation.corpus, dict(params.corpus)),
                   snakemake.input.get("corpus"), snakemake.input.get("index")),
         Prompt(read_prefix(spec["prompt"], params.prompt, params.instruction), spec["prompt"],
-               tuple(input_files(snakemake, "prompt"))),
+               tuple(input_files(snakemake, "prompt")), spec["format"]),
         agent_settings(params.agent),
         Output(snakemake.output[0], {"model": spec, "agent": params.agent, "evaluation": params.evaluation,
                                      "backend": asdict(model.settings)}),

@@ -18,4 +18,5 @@ with logged(snakemake):
         threads=snakemake.threads,
         provenance=make_provenance("finetune", {"run": snakemake.wildcards.run, **run},
                                    {"dataset": snakemake.input.dataset}),
+        form=run["format"],
     )

@@ -29,7 +29,8 @@ def main(snakemake) -> None:
         QuestionSample(snakemake.input.split, teacher.split, teacher.n_questions, teacher.seed, params.population),
         WikiFiles(teacher.corpus, wiki_settings(teacher.corpus, dict(params.corpus)),
                   snakemake.input.get("corpus"), snakemake.input.get("index")),
-        Prompt(read_prompt(params.prompt), "few-shot", tuple(input_files(snakemake, "prompt"))),
+        Prompt(read_prompt(params.prompt), "few-shot", tuple(input_files(snakemake, "prompt")),
+               params.model["format"] if params.model is not None else "raw"),
         teacher_agent(agent_settings(params.agent), teacher),
         Output(snakemake.output[0], {"teacher": dict(params.spec), "model": params.model, "agent": params.agent}),
     )

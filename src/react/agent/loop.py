@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from react.agent.forms import model_input
 from react.agent.metrics import exact_match, f1_score
 from react.agent.parsing import split_completion
 from react.agent.protocol import (
@@ -32,6 +33,7 @@ from react.agent.protocol import (
 )
 from react.agent.trajectory import format_step
 from react.inference.base import Backend, Generation, Sampling
+from react.inference.chat import Prompt
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,10 @@ class Task:
 class Episode:
     task: Task
     env: Any  # a WikiEnv: step(action_text) -> StepResult
-    prompt: str  # few-shot prefix + everything so far
+    prompt: str  # few-shot prefix + everything so far, as ReAct text
     prefix_len: int
+    question_len: int  # prompt[:question_len]: the prefix and the question line; then the steps
+    form: str = "raw"  # how the text reaches the model (react.agent.forms)
     steps: list[dict[str, str]] = field(default_factory=list)
     n_calls: int = 0
     n_bad_calls: int = 0
@@ -72,6 +76,11 @@ class Episode:
     @property
     def done(self) -> bool:
         return self.finish_reason is not None
+
+    def model_input(self, tail: str) -> Prompt:
+        """What the model continues: everything so far in the episode's form, ending in ``tail``."""
+        return model_input(self.form, self.prompt[:self.question_len], self.prompt[self.question_len:], self.steps,
+                           tail)
 
 
 def hash_seed(task_id: str, sample: int, base: int = 0) -> int:
@@ -93,24 +102,27 @@ def run_agent(
     config: AgentConfig,
     on_step: Callable[[int, list[Episode]], None] | None = None,
     strip_question: bool = False,
+    form: str = "raw",
 ) -> list[Episode]:
     """Run every task to the end; all unfinished episodes advance together.
 
     ``make_env(protocol)`` gives a fresh environment; ``strip_question`` writes the
-    question stripped, as the article's training text does (the instruction prompt).
+    question stripped, as the article's training text does (the instruction prompt);
+    ``form``: raw text or a chat (react.agent.forms).
     """
     episodes = []
     for task in tasks:
         env = make_env(config.protocol)
         env.reset()
-        episodes.append(Episode(task, env, question_prompt(prefix, task.question, strip_question), len(prefix),
+        text = question_prompt(prefix, task.question, strip_question)
+        episodes.append(Episode(task, env, text, len(prefix), len(text), form,
                                 seed=hash_seed(task.id, task.sample, config.seed)))
     for step in range(1, config.max_steps + 1):
         active = [e for e in episodes if not e.done]
         active = _stop_at_context_limit(active, backend, config, step)
         if not active:
             break
-        completions = _call(backend, active, [f"{e.prompt}Thought {step}:" for e in active],
+        completions = _call(backend, active, [e.model_input(f"Thought {step}:") for e in active],
                             [f"\nObservation {step}:"], config.sampling)
         thoughts, actions, missing = {}, {}, []
         for e, gen in zip(active, completions):
@@ -125,7 +137,7 @@ def run_agent(
             else:
                 actions[id(e)] = parsed.action
         if missing:
-            prompts = [f"{e.prompt}Thought {step}: {thoughts[id(e)]}\nAction {step}:" for e in missing]
+            prompts = [e.model_input(f"Thought {step}: {thoughts[id(e)]}\nAction {step}:") for e in missing]
             for e, gen in zip(missing, _call(backend, missing, prompts, ["\n"], config.sampling)):
                 if gen is not None:
                     e.n_calls += 1
@@ -150,7 +162,7 @@ def valid_unicode(text: str) -> str:
         return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-def _call(backend: Backend, episodes: list[Episode], prompts: list[str], stop: list[str],
+def _call(backend: Backend, episodes: list[Episode], prompts: list[Prompt], stop: list[str],
           sampling: Sampling) -> list[Generation | None]:
     """One batched call; on failure retry one by one so one bad prompt cannot sink the batch."""
     seeds = [e.seed for e in episodes]
@@ -242,7 +254,7 @@ def _stop_at_context_limit(active: list[Episode], backend: Backend, config: Agen
     if not active:
         return active
     budget = backend.max_context - 2 * config.sampling.max_new_tokens
-    lengths = backend.count_tokens([f"{e.prompt}Thought {step}:" for e in active])
+    lengths = backend.count_tokens([e.model_input(f"Thought {step}:") for e in active])
     keep = []
     for e, n in zip(active, lengths):
         if n > budget:
@@ -257,7 +269,8 @@ def _stop_at_context_limit(active: list[Episode], backend: Backend, config: Agen
 
 
 def episode_row(e: Episode, *, model: str, backend: str, config: AgentConfig,
-                prompt_sha256: str, corpus_sha256: str, prompt: str | None = "few-shot") -> dict[str, Any]:
+                prompt_sha256: str, corpus_sha256: str, prompt: str | None = "few-shot",
+                chat_template_sha256: str | None = None) -> dict[str, Any]:
     """One row of the episode contract (react.schemas.EPISODE_SCHEMA)."""
     prediction = e.prediction or ""
     model_steps = [s for s in e.steps if s["status"] != "context_limit"]
@@ -287,6 +300,8 @@ def episode_row(e: Episode, *, model: str, backend: str, config: AgentConfig,
         "max_steps": config.max_steps,
         "seed": e.seed,
         "prompt": prompt,
+        "format": e.form,
+        "chat_template_sha256": chat_template_sha256,
         "protocol": config.protocol,
         "prompt_sha256": prompt_sha256,
         "corpus_sha256": corpus_sha256,

@@ -7,6 +7,7 @@ so a typo fails before any job runs, with a message that says where to look.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
             problems.append(f"config key 'evaluation.models[{i}]': unknown model {name!r} "
                             f"(defined under 'models' and 'finetune': {', '.join(sorted([*models, *runs]))})")
     problems += _check_finetuning(config)
+    problems += _check_chat_templates(config)
     if evaluation["split"] not in config["data"]:
         problems.append(f"config key 'evaluation.split': unknown split {evaluation['split']!r} "
                         f"(defined under 'data': {', '.join(sorted(config['data']))})")
@@ -196,6 +198,61 @@ def _check_finetuning(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _check_chat_templates(config: dict[str, Any]) -> list[str]:
+    """Every model asked for a chat format, itself or as a chat finetune's base, has a chat template.
+
+    Looked up without loading the model: a GGUF's metadata, a folder's files, the hub cache. A hub
+    model that is not cached cannot be checked here; its engine refuses the format when it starts.
+    """
+    wanted: dict[str, str] = {}
+    for name, spec in config["models"].items():
+        if spec["format"] != "raw":
+            wanted.setdefault(name, f"models.{name}.format")
+    for name, run in config["finetune"].items():
+        if run["format"] != "raw" and run["base"] in config["models"]:
+            wanted.setdefault(run["base"], f"finetune.{name}.format")
+    problems = []
+    for name, key in wanted.items():
+        spec = config["models"][name]
+        try:
+            template = _model_chat_template(spec)
+        except FileNotFoundError:
+            continue
+        except ValueError as exc:
+            problems.append(f"config key {key!r}: model {name!r}: {exc}")
+            continue
+        if template is None:
+            problems.append(f"config key {key!r}: model {name!r} has no chat template, so it cannot take a chat "
+                            "format (use format raw for it)")
+    return problems
+
+
+def _model_chat_template(spec: dict[str, Any]) -> str | None:
+    """The chat template of a model entry (None: it has none); FileNotFoundError: cannot tell before the job."""
+    from react.inference.chat import find_chat_template
+    from react.models import ModelLoadError, locate_packaged_gguf
+
+    if "gguf" in spec:
+        try:
+            return _gguf_template(str(locate_packaged_gguf(spec["gguf"]["package"], spec["gguf"]["file"])))
+        except ModelLoadError as exc:
+            raise FileNotFoundError(str(exc)) from exc  # the convert rule names the missing package
+    if spec["backend"] == "openai":
+        local = spec.get("tokenizer") or spec.get("path") or spec.get("hf_id")
+        if local is None:
+            raise ValueError("a served model renders chats with its own template, which must be known here: give "
+                             "it a `tokenizer` (a folder or hub id with the template it serves)")
+        return find_chat_template(resolve_path(local) if resolve_path(local).exists() else local)
+    return find_chat_template(resolve_path(spec["path"]) if "path" in spec else spec["hf_id"])
+
+
+@functools.lru_cache(maxsize=8)
+def _gguf_template(path: str) -> str | None:
+    from react.inference.chat import find_chat_template
+
+    return find_chat_template(path, gguf=Path(path))
+
+
 def bundled_file(name: str) -> Path:
     path = resolve_path(name)
     return path if path.exists() else resolve_path(f"{BUNDLED_DATA_DIR}/{name}")
@@ -227,7 +284,7 @@ def model_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
     run = runs[name]
     base = config["models"][run["base"]]
     spec = {k: v for k, v in base.items() if k not in ("gguf", "path", "hf_id", "revision", *SERVED_KEYS)}
-    spec.update(path=paths.MODEL.format(model=name), quantization="none", prompt=run["prompt"])
+    spec.update(path=paths.MODEL.format(model=name), quantization="none", prompt=run["prompt"], format=run["format"])
     # The merged weights run in process: the base's own engine, unless that was a server.
     spec["backend"] = run["backend"] or ("vllm" if base["backend"] == "openai" else base["backend"])
     return spec

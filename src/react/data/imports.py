@@ -41,7 +41,8 @@ FIREACT_MODEL = "gpt-4 (FireAct)"
 _CONSTANTS = {
     "index": None, "split": "train", "n_bad_calls": 0, "error": None, "backend": "import",
     "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 100, "max_steps": 7, "seed": 0,
-    "prompt": None, "protocol": None, "prompt_sha256": "", "corpus_sha256": "", "seconds": 0.0,
+    "prompt": None, "format": None, "chat_template_sha256": None, "protocol": None, "prompt_sha256": "",
+    "corpus_sha256": "", "seconds": 0.0,
 }  # fmt: skip
 
 _FIREACT_STEP = re.compile(r"Thought:[ \t]*(.*)\nAction:[ \t]*(.*)", re.DOTALL)

@@ -96,7 +96,8 @@ def oracle_episode(task: Task, row: dict[str, Any], env: WikiEnv, prefix: str,
     """Play the gold path for one split row (SPLIT_SCHEMA) through ``env`` (built for ``agent.protocol``)."""
     agent = agent or AgentConfig()
     env.reset()
-    episode = Episode(task, env, question_prompt(prefix, task.question), len(prefix),
+    text = question_prompt(prefix, task.question)
+    episode = Episode(task, env, text, len(prefix), len(text),
                       seed=hash_seed(task.id, task.sample, agent.seed))
     titles = gold_titles(row["supporting_facts"])
     facts = row["supporting_facts"] or []

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from react.threads import job_threads
+
+if TYPE_CHECKING:
+    from react.inference.chat import ChatTemplate, Prompt
 
 
 @dataclass(frozen=True)
@@ -65,18 +68,22 @@ def common_options(model: Mapping[str, Any], threads: int | None) -> dict[str, A
 
 
 class Backend(Protocol):
+    """An engine. A prompt is raw text or a chat (react.inference.chat), which the engine renders
+    with ``chat_template`` (None: the model has none, and a chat prompt is refused)."""
+
     name: str
     max_context: int  # prompt + completion tokens the model can attend to
+    chat_template: ChatTemplate | None
 
     def generate(
-        self, prompts: list[str], stop: list[str], sampling: Sampling, seeds: list[int]
+        self, prompts: list[Prompt], stop: list[str], sampling: Sampling, seeds: list[int]
     ) -> list[Generation]: ...
 
-    def count_tokens(self, texts: list[str]) -> list[int]: ...
+    def count_tokens(self, prompts: list[Prompt]) -> list[int]: ...
 
     def close(self) -> None: ...
 
 
 def count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
-    """Prompt lengths as the engine sees them (special tokens included)."""
+    """Lengths of raw prompts as the engine sees them (special tokens included)."""
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]

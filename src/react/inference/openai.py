@@ -1,4 +1,11 @@
-"""Backend for any OpenAI-compatible server's ``/v1/completions`` (``vllm serve``, llama.cpp, TGI).
+"""Backend for any OpenAI-compatible server: ``/v1/completions``, and ``/v1/chat/completions`` for chats.
+
+Servers: ``vllm serve``, llama.cpp, TGI. A chat prompt (react.inference.chat) is sent as
+messages whose last, open assistant turn the server continues (vLLM's
+``continue_final_message``); its tokens are counted as the server counts them: the
+completion's ``usage``, and the prompt rendered with the model's own template (a local
+tokenizer is needed for chats; the first chat checks that the server's ``/tokenize``
+renders it to the same ids).
 
 The model runs elsewhere (a GPU box, a shared server); this process only sends
 prompts. One ``generate`` call sends its prompts in parallel, at most
@@ -40,10 +47,12 @@ from react.inference.base import (
     common_options,
     count_tokens,
 )
+from react.inference.chat import Chat, Message, NoChatTemplate, Prompt, engine_template
 
 log = logging.getLogger(__name__)
 
 PROBE_TEXT = "Question: Which magazine was started first?"
+PROBE_CHAT = Chat((Message("user", PROBE_TEXT), Message("assistant", "Thought 1:")))
 
 
 class ServerError(RuntimeError):
@@ -97,6 +106,7 @@ class OpenAIBackend:
         # /tokenize and /props live at the server's root, next to /v1.
         self.root_url = self.base_url.removesuffix("/v1")
         self.completions_url = f"{self.base_url}/completions"
+        self.chat_url = f"{self.base_url}/chat/completions"
         self.models_url = f"{self.base_url}/models"
         where = f"model {model_name!r} (served as {self.served_model!r} at {self.base_url})"
         if settings.quantization:
@@ -161,6 +171,8 @@ class OpenAIBackend:
         server_len = served[self.served_model].get("max_model_len")
 
         self.tokenizer = None
+        self.chat_template = None
+        self._chat_checked = False
         self._tokenize_dialect: str | None = None
         if tokenizer:
             from transformers import AutoTokenizer
@@ -169,6 +181,7 @@ class OpenAIBackend:
                 self.tokenizer = AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=trust_remote_code)
             except Exception as exc:  # any loader failure names the tokenizer
                 raise ModelLoadError(f"{where}: tokenizer {tokenizer!r} does not load: {exc}") from exc
+            self.chat_template = engine_template(self.tokenizer, self.model_name)
         else:
             self._tokenize_dialect = self._find_tokenize_dialect()
             if self._tokenize_dialect is None:
@@ -217,23 +230,29 @@ class OpenAIBackend:
     # -- the Backend protocol -------------------------------------------------------
 
     def generate(
-        self, prompts: list[str], stop: list[str], sampling: Sampling, seeds: list[int]
+        self, prompts: list[Prompt], stop: list[str], sampling: Sampling, seeds: list[int]
     ) -> list[Generation]:
         if len(seeds) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         self._check_up()
+        if any(isinstance(p, Chat) for p in prompts):
+            self._check_chat()
         greedy = sampling.temperature <= 0
         bodies = []
         for prompt, seed in zip(prompts, seeds):
             body: dict[str, Any] = {
                 **self.extra_body,
                 "model": self.served_model,
-                "prompt": prompt,
                 "max_tokens": sampling.max_new_tokens,
                 "temperature": 0.0 if greedy else sampling.temperature,
                 "top_p": 1.0 if greedy else sampling.top_p,
                 "stream": False,
             }
+            if isinstance(prompt, Chat):
+                # The server continues the open assistant turn rather than starting a new one.
+                body.update(messages=prompt.as_dicts(), add_generation_prompt=False, continue_final_message=True)
+            else:
+                body["prompt"] = prompt
             if stop:
                 body["stop"] = list(stop)
             if not greedy:
@@ -241,9 +260,14 @@ class OpenAIBackend:
             bodies.append(body)
         return self._map(lambda body: self._complete(body, stop), bodies)
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        """Prompt lengths as the server sees them (special tokens included)."""
-        return self._count(texts, special=True)
+    def count_tokens(self, prompts: list[Prompt]) -> list[int]:
+        """Prompt lengths as the server sees them (special tokens included; a chat as its template renders it)."""
+        counts = dict(zip([i for i, p in enumerate(prompts) if isinstance(p, str)],
+                          self._count([p for p in prompts if isinstance(p, str)], special=True)))
+        for i, prompt in enumerate(prompts):
+            if isinstance(prompt, Chat):
+                counts[i] = len(self._template().token_ids(prompt))
+        return [counts[i] for i in range(len(prompts))]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -251,17 +275,53 @@ class OpenAIBackend:
 
     # -- requests ----------------------------------------------------------------------
 
+    def _template(self):
+        if self.chat_template is None:
+            raise NoChatTemplate(f"model {self.model_name!r}: a chat prompt needs the model's chat template; give "
+                                 "the model a `tokenizer` (or hf_id/path) that has one")
+        return self.chat_template
+
+    def _check_chat(self) -> None:
+        """Once: the server renders a probe chat to the ids our template gives, or the run stops here.
+
+        A server started with another template (``--chat-template``) or adding a BOS of its own
+        would otherwise change every prompt silently. Servers without vLLM's chat ``/tokenize``
+        cannot be checked (logged).
+        """
+        if self._chat_checked:
+            return
+        expected = self._template().token_ids(PROBE_CHAT)
+        try:
+            response = self.client.post(f"{self.root_url}/tokenize", timeout=self.probe_timeout, json={
+                "model": self.served_model, "messages": PROBE_CHAT.as_dicts(), "add_generation_prompt": False,
+                "continue_final_message": True, "add_special_tokens": False})
+            served = response.json().get("tokens") if response.is_success else None
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            served = None
+            log.debug("chat /tokenize probe failed: %s", exc)
+        if served is None:
+            log.warning("model %r: the server at %s cannot tokenize a chat (vLLM's /tokenize with messages); "
+                        "its template is assumed to be the local tokenizer's", self.model_name, self.root_url)
+        elif list(served) != expected:
+            raise ModelLoadError(
+                f"model {self.model_name!r}: the server at {self.base_url} renders a chat differently from the "
+                f"model's own template ({len(served)} tokens, expected {len(expected)}: first ids {served[:8]} vs "
+                f"{expected[:8]}); start it without --chat-template, or point `tokenizer` at what it serves")
+        self._chat_checked = True
+
     def _complete(self, body: dict[str, Any], stop: list[str]) -> Generation:
-        answer = self._request("POST", self.completions_url, body)
+        chat = "messages" in body
+        url = self.chat_url if chat else self.completions_url
+        answer = self._request("POST", url, body)
         try:
             choice = answer["choices"][0]
-            text = choice["text"]
+            text = (choice["message"]["content"] or "") if chat else choice["text"]
             if not isinstance(text, str):
                 raise TypeError("text is not a string")
             usage = answer.get("usage") or {}
             n_tokens = usage.get("completion_tokens")
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ServerError(f"POST {self.completions_url} (model {self.served_model!r}) answered "
+            raise ServerError(f"POST {url} (model {self.served_model!r}) answered "
                               f"something that is not a completion ({exc}): {_snippet(json.dumps(answer))}"
                               ) from exc
         if not isinstance(n_tokens, int):  # one text: counted in this worker thread, not the pool

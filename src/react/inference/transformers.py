@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from react.agent.parsing import truncate_at_stop
-from react.inference.base import EngineSettings, Generation, ModelLoadError, Sampling, count_tokens
+from react.inference.base import EngineSettings, Generation, ModelLoadError, Sampling
+from react.inference.chat import Prompt, engine_template, prompt_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class TransformersBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.chat_template = engine_template(self.tokenizer, model_name)
         self.prefix_cache = settings.prefix_cache
         self.prefix_cache_entries = max(1, prefix_cache_entries)
         # token ids of a cached prefix -> per layer (keys, values), each [1, kv_heads, len, head_dim]
@@ -87,26 +89,25 @@ class TransformersBackend:
         # Counters for benchmarks and tests: prompt tokens whose states were reused / computed.
         self.stats = {"calls": 0, "cached_calls": 0, "prefix_tokens_reused": 0, "prefix_tokens_computed": 0}
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        return count_tokens(self.tokenizer, texts)
+    def count_tokens(self, prompts: list[Prompt]) -> list[int]:
+        return [len(ids) for ids in prompt_token_ids(self.tokenizer, self.chat_template, prompts)]
 
     def generate(
-        self, prompts: list[str], stop: list[str], sampling: Sampling, seeds: list[int]
+        self, prompts: list[Prompt], stop: list[str], sampling: Sampling, seeds: list[int]
     ) -> list[Generation]:
         import torch
 
         self.stats["calls"] += 1
         results: list[Generation | None] = [None] * len(prompts)
-        token_ids: list[list[int]] = []
+        # Raw text with the tokenizer's special tokens, a chat as its template renders it.
+        token_ids = prompt_token_ids(self.tokenizer, self.chat_template, prompts)
         shared = 0
         if self.prefix_cache and prompts:
-            # Exactly the ids the uncached path feeds (padding only adds pads).
-            token_ids = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
             shared = self._shared_prefix_length(token_ids)
             if shared > 0:
                 self.stats["cached_calls"] += 1
         # Similar lengths together: less padding, fewer wasted FLOPs.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        order = sorted(range(len(prompts)), key=lambda i: len(token_ids[i]))
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             if sampling.temperature > 0:
@@ -115,7 +116,7 @@ class TransformersBackend:
             if shared > 0:
                 gens = self._generate_batch_cached([token_ids[i] for i in batch], shared, stop, sampling)
             else:
-                gens = self._generate_batch([prompts[i] for i in batch], stop, sampling)
+                gens = self._generate_batch([token_ids[i] for i in batch], stop, sampling)
             for i, gen in zip(batch, gens):
                 results[i] = gen
         return [r for r in results if r is not None]
@@ -128,10 +129,10 @@ class TransformersBackend:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def _generate_batch(self, prompts: list[str], stop: list[str], sampling: Sampling) -> list[Generation]:
+    def _generate_batch(self, token_ids: list[list[int]], stop: list[str], sampling: Sampling) -> list[Generation]:
         import torch
 
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        enc = self.tokenizer.pad({"input_ids": token_ids}, return_tensors="pt", padding=True).to(self.device)
         with torch.inference_mode():
             out = self.model.generate(
                 **enc,

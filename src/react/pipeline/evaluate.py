@@ -17,10 +17,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from react.agent.forms import CHAT_FORMATS
 from react.agent.loop import AgentConfig, Episode, Task, episode_row, run_agent
 from react.agent.metrics import exact_match
 from react.data.hotpotqa import POPULATION, sample_questions
 from react.environment.wikis import Wiki, WikiSettings, open_wiki
+from react.inference.chat import NoChatTemplate
 from react.inference.registry import ModelRef, start_engine
 from react.io import read_parquet, sha256_text, write_parquet
 from react.provenance import make_provenance
@@ -62,6 +64,15 @@ class Prompt:
     text: str  # the prefix every question is appended to
     kind: str  # few-shot | instruction
     files: tuple[str | Path, ...]  # what it was read from (for the provenance)
+    format: str = "raw"  # raw | chat | chat-inline: how it reaches the model (react.agent.forms)
+
+
+@dataclass(frozen=True)
+class Run:
+    """The episodes of a model, and the chat template they were rendered with (None: raw text)."""
+
+    episodes: list[Episode]
+    chat_template_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -106,16 +117,24 @@ def progress_logger(total: int, started: float, bar: bool | None = None) -> Call
     return on_step
 
 
-def run_model(model: ModelRef, tasks: list[Task], wiki: Wiki, prompt: Prompt, agent: AgentConfig) -> list[Episode]:
+def run_model(model: ModelRef, tasks: list[Task], wiki: Wiki, prompt: Prompt, agent: AgentConfig) -> Run:
     """Start the model's engine, run the agent over ``tasks``, and stop the engine."""
     started = time.perf_counter()
     backend = start_engine(model)
     log.info("backend ready in %.0f s", time.perf_counter() - started)
     try:
+        template = None
+        if prompt.format in CHAT_FORMATS:
+            if backend.chat_template is None:
+                raise NoChatTemplate(f"model {model.name!r} ({model.location}) has no chat template, so it cannot "
+                                     f"take the {prompt.format} format; use format raw")
+            template = backend.chat_template.sha256
+            log.info("%s format: chat template sha256 %s", prompt.format, template)
         # The instruction prompt is the training format, whose question the article strips.
-        return run_agent(tasks, backend, wiki.new_env, prompt.text, agent,
-                         on_step=progress_logger(len(tasks), time.perf_counter()),
-                         strip_question=prompt.kind == "instruction")
+        episodes = run_agent(tasks, backend, wiki.new_env, prompt.text, agent,
+                             on_step=progress_logger(len(tasks), time.perf_counter()),
+                             strip_question=prompt.kind == "instruction", form=prompt.format)
+        return Run(episodes, template)
     finally:
         backend.close()
 
@@ -137,16 +156,18 @@ def run_inputs(questions: QuestionSample, wiki: WikiFiles, prompt: Prompt,
     return {k: v for k, v in inputs.items() if v is not None}
 
 
-def write_episodes(episodes: list[Episode], output: Output, *, step: str, model: str, backend: str,
+def write_episodes(run: Run, output: Output, *, step: str, model: str, backend: str,
                    agent: AgentConfig, prompt: Prompt, wiki: Wiki, inputs: dict[str, str | Path],
                    extra: dict[str, Any]) -> pa.Table:
     """Episode rows (EPISODE_SCHEMA) of ``model`` on ``backend``, written atomically with the step's provenance."""
     prompt_sha = sha256_text(prompt.text)
     rows = [episode_row(e, model=model, backend=backend, config=agent, prompt=prompt.kind,
-                        prompt_sha256=prompt_sha, corpus_sha256=wiki.sha256) for e in episodes]
+                        prompt_sha256=prompt_sha, corpus_sha256=wiki.sha256,
+                        chat_template_sha256=run.chat_template_sha256) for e in run.episodes]
     table = pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
     provenance = make_provenance(step, output.config, inputs)
-    provenance.update(prompt_sha256=prompt_sha, corpus_sha256=wiki.sha256, **wiki.provenance(), **extra)
+    provenance.update(prompt_sha256=prompt_sha, corpus_sha256=wiki.sha256, format=prompt.format,
+                      chat_template_sha256=run.chat_template_sha256, **wiki.provenance(), **extra)
     write_parquet(table, output.path, provenance)
     return table
 
@@ -156,15 +177,15 @@ def evaluate_model(model: ModelRef, questions: QuestionSample, wiki_files: WikiF
     """Run ``model`` as the agent over the question sample and write its episodes to ``output``."""
     tasks = questions.tasks()
     wiki = wiki_files.open()
-    log.info("model %s (%s, backend %s, %s prompt): %d questions from %s", model.name, model.location,
-             model.backend, prompt.kind, len(tasks), questions.split)
+    log.info("model %s (%s, backend %s, %s prompt, %s format): %d questions from %s", model.name, model.location,
+             model.backend, prompt.kind, prompt.format, len(tasks), questions.split)
     started = time.perf_counter()
     try:
-        episodes = run_model(model, tasks, wiki, prompt, agent)
+        run = run_model(model, tasks, wiki, prompt, agent)
     finally:
         wiki.close()
     table = write_episodes(
-        episodes, output, step="evaluate", model=model.name, backend=model.backend, agent=agent, prompt=prompt,
+        run, output, step="evaluate", model=model.name, backend=model.backend, agent=agent, prompt=prompt,
         wiki=wiki, inputs=run_inputs(questions, wiki_files, prompt, model),
         extra={"model": model.name, "model_location": model.location},
     )

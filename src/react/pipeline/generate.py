@@ -17,6 +17,7 @@ from react.pipeline.evaluate import (
     Output,
     Prompt,
     QuestionSample,
+    Run,
     WikiFiles,
     run_inputs,
     run_model,
@@ -57,16 +58,16 @@ def generate_shard(teacher: TeacherSettings, shard: int, model: ModelRef | None,
     try:
         if model is None:
             rows_by_id = {r["id"]: r for r in read_parquet(questions.split_path, SPLIT_SCHEMA).to_pylist()}
-            episodes = [oracle_episode(t, rows_by_id[t.id], wiki.new_env(agent.protocol), prompt.text, agent)
-                        for t in tasks]
+            run = Run([oracle_episode(t, rows_by_id[t.id], wiki.new_env(agent.protocol), prompt.text, agent)
+                       for t in tasks], None)
             model_name, backend_name = ORACLE_MODEL, ORACLE_MODEL
         else:
-            episodes = run_model(model, tasks, wiki, prompt, agent)
+            run = run_model(model, tasks, wiki, prompt, agent)
             model_name, backend_name = model.name, model.backend
     finally:
         wiki.close()
     table = write_episodes(
-        episodes, output, step="generate", model=model_name, backend=backend_name, agent=agent, prompt=prompt,
+        run, output, step="generate", model=model_name, backend=backend_name, agent=agent, prompt=prompt,
         wiki=wiki, inputs=run_inputs(questions, wiki_files, prompt, model),
         extra={"teacher": teacher.name, "teacher_label": ORACLE_LABEL if model is None else model.name,
                "shard": shard, "n_shards": n_shards},

@@ -101,6 +101,9 @@ def make_trainer(base_model_dir: str | Path, dataset, output_dir: str | Path, hp
                  device: str | None = None, sft_args: dict[str, Any] | None = None):
     """The SFTTrainer for a tokenized ``dataset`` (columns input_ids, assistant_masks), checkpoints in ``output_dir``.
 
+    A conversational ``dataset`` (column ``messages``, react.training.chat) is tokenized by trl
+    with the tokenizer's (training) chat template, the loss on the assistant turns only.
+
     Its ``train_dataset`` is trl's prepared dataset: ``labels`` = input_ids with -100
     where ``assistant_masks`` was 0. ``hp.group_by_length`` selects transformers'
     ``train_sampling_strategy="group_by_length"`` (each optimizer step's examples drawn
@@ -144,6 +147,7 @@ def make_trainer(base_model_dir: str | Path, dataset, output_dir: str | Path, hp
         logging_strategy="steps",
         logging_steps=hp.logging_steps,
         max_length=hp.max_length,
+        assistant_only_loss="messages" in dataset.column_names,
         packing=False,
         train_sampling_strategy="group_by_length" if hp.group_by_length else "random",
         seed=hp.seed,
@@ -173,8 +177,12 @@ def finetune(
     *,
     threads: int | None = None,
     provenance: dict[str, Any] | None = None,
+    form: str = "raw",
 ) -> dict[str, Any]:
     """Train a LoRA (or QLoRA) adapter on ``dataset_jsonl``; return the run summary.
+
+    ``form``: raw (the article's training text) or chat (conversations in the base model's
+    chat template, the loss on the assistant turns: react.training.chat).
 
     Writes ``out.checkpoints/checkpoint-<step>/`` (the last ``save_total_limit``
     saves; the final step is always saved), ``out.checkpoints/react_finetune.json``
@@ -185,11 +193,11 @@ def finetune(
     Progress goes to ``logging`` (one line per logged step); tqdm bars only on a terminal.
     """
     with progress_bars_only_on_a_tty():
-        return _finetune(Path(base_model_dir), Path(dataset_jsonl), hp, out, threads, provenance)
+        return _finetune(Path(base_model_dir), Path(dataset_jsonl), hp, out, threads, provenance, form)
 
 
 def _finetune(base_model_dir: Path, dataset_jsonl: Path, hp: Hyperparameters, out: RunFiles, threads: int | None,
-              provenance: dict[str, Any] | None) -> dict[str, Any]:
+              provenance: dict[str, Any] | None, form: str) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer
 
@@ -211,9 +219,21 @@ def _finetune(base_model_dir: Path, dataset_jsonl: Path, hp: Hyperparameters, ou
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
-    training_set = load_training_set(dataset_jsonl, tokenizer, hp.max_length, hp.mask_observations)
+    if form == "chat":
+        from react.training.chat import load_chat_training_set, training_chat_template
+
+        # trl marks the assistant's tokens with the training variant; the merged model keeps the original.
+        tokenizer.chat_template = training_chat_template(tokenizer, base_model_dir)
+        training_set = load_chat_training_set(dataset_jsonl, tokenizer, tokenizer.chat_template, hp.max_length)
+    elif form == "raw":
+        training_set = load_training_set(dataset_jsonl, tokenizer, hp.max_length, hp.mask_observations)
+    else:
+        raise ValueError(f"unknown training format {form!r} (expected raw or chat)")
 
     trainer = make_trainer(base_model_dir, training_set.dataset, out.checkpoints, hp, tokenizer, device)
+    if form == "chat":
+        log.info("chat form: %d tokens of %d on assistant turns carry the loss", training_set.n_trainable,
+                 training_set.n_tokens)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     log.info("%s on %s: %d trainable parameters", hp.method, device, trainable)
 
@@ -243,6 +263,7 @@ def _finetune(base_model_dir: Path, dataset_jsonl: Path, hp: Hyperparameters, ou
         "dataset": str(dataset_jsonl),
         "dataset_sha256": sha256_file(dataset_jsonl),
         "hyperparameters": hp.as_dict(),
+        "format": form,
         "device": device,
         "n_records": training_set.n_records,
         "n_examples": n_examples,
@@ -268,7 +289,7 @@ def _finetune(base_model_dir: Path, dataset_jsonl: Path, hp: Hyperparameters, ou
         json.dumps({**full_provenance, "training": summary}, indent=2, sort_keys=True, default=str)
     )
     write_parquet(table, out.loss, full_provenance)
-    _plot(table, kept, out.plot, _run_title(base_model_dir, dataset_jsonl, hp, n_examples), hp.save_steps)
+    _plot(table, kept, out.plot, _run_title(base_model_dir, dataset_jsonl, hp, n_examples, form), hp.save_steps)
     log.info("wrote %s, %s and %d checkpoints in %s (%.1f s, %.0f tokens/s)", out.loss, out.plot, len(kept),
              out.checkpoints, wall, timing["tokens_per_second"] or 0)
     return {**summary, **timing}
@@ -282,8 +303,9 @@ def _plot(table: pa.Table, kept: list[tuple[int, Path, float]], png: Path, title
     plot_run_loss(list(points), [png], title, KeptCheckpoints([(s, loss) for s, _, loss in kept], chosen, save_steps))
 
 
-def _run_title(base_model_dir: Path, dataset_jsonl: Path, hp: Hyperparameters, n: int) -> str:
-    masking = "model-written tokens only" if hp.mask_observations else "all tokens"
+def _run_title(base_model_dir: Path, dataset_jsonl: Path, hp: Hyperparameters, n: int, form: str) -> str:
+    masking = ("assistant turns (chat)" if form == "chat" else
+               "model-written tokens only" if hp.mask_observations else "all tokens")
     return (
         f"{ {'lora': 'LoRA', 'qlora': 'QLoRA'}[hp.method]} finetuning of {base_model_dir.name} on {dataset_jsonl.stem} ({n} examples)\n"
         f"r={hp.r}, lr={hp.learning_rate:g}, batch {hp.per_device_train_batch_size}"

@@ -41,6 +41,7 @@ WITH per_model AS (
         model,
         string_agg(DISTINCT backend, ',' ORDER BY backend) AS backend,
         string_agg(DISTINCT prompt, ',' ORDER BY prompt) AS prompt,
+        string_agg(DISTINCT format, ',' ORDER BY format) AS format,
         count(*) AS n,
         avg(em::INTEGER) AS p,
         avg(f1) AS f1,
@@ -66,6 +67,7 @@ measured AS (
         ft.n_train,
         w.backend,
         w.prompt,
+        w.format,
         w.n,
         round(100 * w.p, 1) AS em,
         round(100 * greatest(w.centre - w.half_width, 0), 1) AS em_ci_low,
@@ -83,7 +85,7 @@ measured AS (
     LEFT JOIN paired pr USING (model)
 ),
 published AS (
-    SELECT 'published' AS kind, model, NULL::VARCHAR AS backend, 'few-shot' AS prompt, n::BIGINT AS n, em, source
+    SELECT 'published' AS kind, model, NULL::VARCHAR AS backend, 'few-shot' AS prompt, 'raw' AS format, n::BIGINT AS n, em, source
     FROM published_rows
 )
 SELECT * FROM (FROM measured UNION ALL BY NAME FROM published)
