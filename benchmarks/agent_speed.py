@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="results/models/smollm2-135m")
     p.add_argument("--prefix-cache", choices=["on", "off", "both"], default="both")
     p.add_argument("--max-steps", type=int, default=7)
+    p.add_argument("--format", choices=["raw", "chat", "chat-inline"], default="raw",
+                   help="how prompts reach the model (react.agent.forms); chat needs a model with a chat template")
     p.add_argument("--config", default="config/config.yaml", help="agent settings, corpus and question sample")
     p.add_argument("--split", default="results/data/hotpotqa/dev.parquet")
     p.add_argument("--corpus", default="results/data/wiki/distractor.parquet")
@@ -87,9 +89,11 @@ def worker_specs(args: argparse.Namespace) -> list[dict]:
             modes = list(MODES) if cache or args.uncached_sequential else ["batched"]
             specs.append({
                 "backend": backend, "prefix_cache": cache, "modes": modes,
-                "equality_check": backend == "transformers" and cache and not args.no_equality_check,
+                # The equality check replays raw prompts; chats are compared through their trajectories.
+                "equality_check": backend == "transformers" and cache and not args.no_equality_check
+                                  and args.format == "raw",
                 **{k: getattr(args, k) for k in ("n_questions", "model", "max_steps", "config", "split", "corpus",
-                                                 "index", "batch_size", "equality_prompts")},
+                                                 "index", "batch_size", "equality_prompts", "format")},
             })
     return specs
 
@@ -211,6 +215,7 @@ def parent(args: argparse.Namespace) -> int:
         if check and check["batched_equal"] + check["single_equal"] < 2 * check["n"]:
             status = status or 2
     partial = "" if args.prefix_cache == "both" else f"-cache-{args.prefix_cache}"
+    partial += "" if args.format == "raw" else f"-{args.format}"
     out = Path(args.out) if args.out else PROJECT / "benchmarks" / "results" / (
         f"agent_speed-{args.backend}{partial}-{started:%Y-%m-%d}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +250,7 @@ class Meter:
         self.backend = backend
         self.name = backend.name
         self.max_context = backend.max_context
+        self.chat_template = backend.chat_template
         self.calls: list[dict] = []
 
     def count_tokens(self, texts):
@@ -367,7 +373,7 @@ def worker(spec: dict, out_path: Path) -> None:
     result = {"backend": spec["backend"], "prefix_cache": spec["prefix_cache"], "options": options,
               "engine_start_s": engine_start_s, "model": spec["model"], "runs": {}, "partial": {},
               "agent": {"max_steps": agent.max_steps, "max_new_tokens": agent.sampling.max_new_tokens,
-                        "temperature": agent.sampling.temperature, "stop": "\\nObservation i:"},
+                        "temperature": agent.sampling.temperature, "stop": "\\nObservation i:", "format": spec["format"]},
               "versions": versions(), **state}
     result["engine_starts_s"] = result.get("engine_starts_s", []) + [engine_start_s]
     label = f"{spec['backend']} cache {'on' if spec['prefix_cache'] else 'off'}"
@@ -396,7 +402,7 @@ def worker(spec: dict, out_path: Path) -> None:
         with LoadSampler() as load:
             if mode == "batched":
                 start = time.perf_counter()
-                episodes = run_agent(tasks, meter, wiki.new_env, prefix, agent)
+                episodes = run_agent(tasks, meter, wiki.new_env, prefix, agent, form=spec["format"])
                 part.update(done=len(tasks), wall_s=time.perf_counter() - start)
                 part["episodes"] = [episode_record(e) for e in episodes]
                 part["calls"] = meter.calls
@@ -408,7 +414,7 @@ def worker(spec: dict, out_path: Path) -> None:
             else:
                 for i in range(part["done"], len(tasks)):
                     start_i = time.perf_counter()
-                    episodes = run_agent([tasks[i]], meter, wiki.new_env, prefix, agent)
+                    episodes = run_agent([tasks[i]], meter, wiki.new_env, prefix, agent, form=spec["format"])
                     part["wall_s"] += time.perf_counter() - start_i
                     part["episodes"] += [episode_record(e) for e in episodes]
                     part["done"] = i + 1

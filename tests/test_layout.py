@@ -105,7 +105,7 @@ def test_the_catalog_layout():
 
 
 @pytest.mark.slow
-def test_the_installed_package_carries_its_schema_sql_and_prompts(tmp_path):
+def test_the_installed_package_carries_its_schema_sql_prompts_and_templates(tmp_path):
     """Built as a wheel and installed elsewhere: validation, prompts and SQL work outside the checkout."""
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
@@ -113,7 +113,8 @@ def test_the_installed_package_carries_its_schema_sql_and_prompts(tmp_path):
     (wheel,) = wheel_dir.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for data in ("react/config/schema.yaml", "react/results/sql/views.sql", "react/prompts/instruction.txt",
-                 "react/prompts/react/prompts_naive.json", "react/prompts/react/instruction.txt"):
+                 "react/prompts/react/prompts_naive.json", "react/prompts/react/instruction.txt",
+                 "react/training/templates/smollm2_training.jinja"):
         assert data in names, data
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)

@@ -90,7 +90,8 @@ def format_step(i: int, step: dict[str, Any], width: int) -> list[str]:
 def format_episode(row: dict[str, Any], width: int | None = None) -> str:
     width = width or _width()
     head = [
-        f"{row['model']} ({row['backend']}, {row.get('prompt') or 'few-shot'} prompt) - question {row['id']}"
+        f"{row['model']} ({row['backend']}, {row.get('prompt') or 'few-shot'} prompt"
+        + (f", {row['format']} format" if row.get("format") not in (None, "raw") else "") + f") - question {row['id']}"
         + (f", index {row['index']}" if row["index"] is not None else ""),
         _wrap("Question: ", row["question"], width),
         _wrap("Gold: ", row["answer"], width),
@@ -210,8 +211,8 @@ def ask(question: str, model_name: str, config_path: Path, answer: str | None, o
     agent = agent_settings(config["agent"])
     model = model_ref(model_name, location, spec, config["backends"], None)
     wiki = open_wiki(corpus_name, wiki_settings(corpus_name, corpus_spec), **files)
-    print(f"{model_name} ({model.backend}, {spec['prompt']} prompt) on {corpus_name}; starting the engine ...",
-          file=out, flush=True)
+    print(f"{model_name} ({model.backend}, {spec['prompt']} prompt, {spec['format']} format) on {corpus_name}; "
+          "starting the engine ...", file=out, flush=True)
     backend = start_engine(model)
     width = _width()
     print(_wrap("Question: ", question, width), file=out, flush=True)
@@ -226,12 +227,13 @@ def ask(question: str, model_name: str, config_path: Path, answer: str | None, o
     try:
         task = Task("ask", question, answer or "", "ask")
         [episode] = run_agent([task], backend, wiki.new_env, prefix, agent, on_step=on_step,
-                              strip_question=spec["prompt"] == "instruction")
+                              strip_question=spec["prompt"] == "instruction", form=spec["format"])
+        template = backend.chat_template.sha256 if spec["format"] != "raw" and backend.chat_template else None
     finally:
         backend.close()
         wiki.close()
     row = episode_row(episode, model=model_name, backend=model.backend, config=agent, prompt=spec["prompt"],
-                      prompt_sha256=sha256_text(prefix), corpus_sha256=wiki.sha256)
+                      prompt_sha256=sha256_text(prefix), corpus_sha256=wiki.sha256, chat_template_sha256=template)
     verdict = f"   -> {mark(row).upper()} (gold {answer!r})" if answer else ""
     print(f"Answer: {row['prediction'] or '(none)'} [{row['finish_reason']}]{verdict}", file=out, flush=True)
     return row
