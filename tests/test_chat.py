@@ -45,8 +45,13 @@ def milhouse(prompt: str, stop: list[str]) -> str:
     return " Milhouse was named after Richard Nixon.\nThe answer is Richard Nixon."
 
 
-def run_chat(corpus, scripted, template, form, **config):
-    backend = scripted(milhouse, chat_template=template, **config)
+def run_chat(corpus, scripted, template, form, stops=None, **config):
+    def script(prompt, stop):
+        if stops is not None:
+            stops.append(stop)
+        return milhouse(prompt, stop)
+
+    backend = scripted(script, chat_template=template, **config)
     episodes = run_agent([MILHOUSE], backend, lambda protocol: WikiEnv(corpus, protocol), PREFIX, AgentConfig(),
                          form=form)
     return episodes[0], backend
@@ -54,8 +59,11 @@ def run_chat(corpus, scripted, template, form, **config):
 
 def test_chat_turns_put_each_step_in_an_assistant_turn_and_each_observation_in_a_user_turn(
         corpus, scripted, template):
-    episode, backend = run_chat(corpus, scripted, template, "chat")
+    stops = []
+    episode, backend = run_chat(corpus, scripted, template, "chat", stops)
     assert episode.prediction == "Richard Nixon" and episode.finish_reason == "finished"
+    # ReAct's stops: the step's observation marker (the engine also ends at the turn's end), then the line's end.
+    assert stops == [["\nObservation 1:"], ["\nObservation 2:"], ["\n"]]
     first, second, fallback = (calls[0] for calls in backend.calls)
     question = PREFIX + "Question: Who was Milhouse named after?"
     assert first == Chat((Message("user", question), Message("assistant", "Thought 1:")))

@@ -211,8 +211,9 @@ def ask(question: str, model_name: str, config_path: Path, answer: str | None, o
     agent = agent_settings(config["agent"])
     model = model_ref(model_name, location, spec, config["backends"], None)
     wiki = open_wiki(corpus_name, wiki_settings(corpus_name, corpus_spec), **files)
-    print(f"{model_name} ({model.backend}, {spec['prompt']} prompt, {spec['format']} format) on {corpus_name}; "
-          "starting the engine ...", file=out, flush=True)
+    form = "" if spec["format"] == "raw" else f", {spec['format']} format"
+    print(f"{model_name} ({model.backend}, {spec['prompt']} prompt{form}) on {corpus_name}; starting the engine ...",
+          file=out, flush=True)
     backend = start_engine(model)
     width = _width()
     print(_wrap("Question: ", question, width), file=out, flush=True)
