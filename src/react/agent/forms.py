@@ -22,7 +22,7 @@ BENCHMARKS.md 10 measures ``chat`` against ``chat-inline`` and ``raw``.
 from __future__ import annotations
 
 from react.agent.trajectory import Step
-from react.inference.chat import Chat, Message
+from react.inference.base import Chat, Message
 
 FORMATS = ("raw", "chat", "chat-inline")
 CHAT_FORMATS = ("chat", "chat-inline")

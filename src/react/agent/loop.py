@@ -32,8 +32,7 @@ from react.agent.protocol import (
     question_line,
 )
 from react.agent.trajectory import format_step
-from react.inference.base import Backend, Generation, Sampling
-from react.inference.chat import Prompt
+from react.inference.base import Backend, Generation, Prompt, Sampling
 
 log = logging.getLogger(__name__)
 

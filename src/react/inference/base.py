@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from react.threads import job_threads
-
-if TYPE_CHECKING:
-    from react.inference.chat import ChatTemplate, Prompt
 
 
 @dataclass(frozen=True)
@@ -28,6 +25,39 @@ class Generation:
     text: str
     n_tokens: int  # generated tokens (before cutting at the stop string)
     finish: str  # stop | length
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # system | user | assistant
+    content: str
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A conversation that ends with the assistant turn the model continues (its start is prefilled)."""
+
+    messages: tuple[Message, ...]
+
+    def __post_init__(self) -> None:
+        if not self.messages or self.messages[-1].role != "assistant":
+            raise ValueError("a chat prompt ends with the assistant turn the model continues")
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [{"role": m.role, "content": m.content} for m in self.messages]
+
+
+Prompt = str | Chat  # what a backend's generate and count_tokens take
+
+
+class Template(Protocol):
+    """A model's chat template as its engine applies it (react.inference.chat.ChatTemplate)."""
+
+    sha256: str
+
+    def render(self, chat: Chat) -> str: ...
+
+    def token_ids(self, chat: Chat) -> list[int]: ...
 
 
 class ModelLoadError(RuntimeError):
@@ -73,7 +103,7 @@ class Backend(Protocol):
 
     name: str
     max_context: int  # prompt + completion tokens the model can attend to
-    chat_template: ChatTemplate | None
+    chat_template: Template | None
 
     def generate(
         self, prompts: list[Prompt], stop: list[str], sampling: Sampling, seeds: list[int]

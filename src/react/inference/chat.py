@@ -15,36 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from react.inference.base import ModelLoadError
+from react.inference.base import Chat, Message, ModelLoadError, Prompt
 
-ROLES = ("system", "user", "assistant")
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str  # system | user | assistant
-    content: str
-
-
-@dataclass(frozen=True)
-class Chat:
-    """A conversation that ends with the assistant turn the model continues (its start is prefilled)."""
-
-    messages: tuple[Message, ...]
-
-    def __post_init__(self) -> None:
-        if not self.messages or self.messages[-1].role != "assistant":
-            raise ValueError("a chat prompt ends with the assistant turn the model continues")
-
-    def as_dicts(self) -> list[dict[str, str]]:
-        return [{"role": m.role, "content": m.content} for m in self.messages]
-
-
-Prompt = str | Chat  # what a backend's generate and count_tokens take
+__all__ = ["Chat", "ChatTemplate", "Message", "NoChatTemplate", "Prompt", "find_chat_template"]
 
 
 class NoChatTemplate(ModelLoadError):

@@ -262,8 +262,8 @@ class OpenAIBackend:
 
     def count_tokens(self, prompts: list[Prompt]) -> list[int]:
         """Prompt lengths as the server sees them (special tokens included; a chat as its template renders it)."""
-        counts = dict(zip([i for i, p in enumerate(prompts) if isinstance(p, str)],
-                          self._count([p for p in prompts if isinstance(p, str)], special=True)))
+        texts = [(i, p) for i, p in enumerate(prompts) if isinstance(p, str)]
+        counts = dict(zip([i for i, _ in texts], self._count([p for _, p in texts], special=True) if texts else []))
         for i, prompt in enumerate(prompts):
             if isinstance(prompt, Chat):
                 counts[i] = len(self._template().token_ids(prompt))
