@@ -122,7 +122,8 @@ def _model_label(row: dict[str, Any]) -> str:
     if row.get("base_model"):
         n_train = f", {row['n_train']} ex." if row.get("n_train") is not None else ""
         lines.append(f"finetuned on {row['dataset']}{n_train}")
-    prompt = f"{row['prompt']} prompt, " if row.get("prompt") else ""
+    form = f" ({row['format']})" if row.get("format") not in (None, "", "raw") else ""
+    prompt = f"{row['prompt']} prompt{form}, " if row.get("prompt") else ""
     lines.append(f"{prompt}n = {row['n']}")
     return "\n".join(lines)
 
@@ -385,7 +386,7 @@ def write_table_html(db: PathLike, path: PathLike) -> list[list[str]]:
         cursor = con.execute("FROM summary")
         header = [d[0] for d in cursor.description]
         rows = [[_cell(v) for v in row] for row in cursor.fetchall()]
-    text_columns = {"kind", "model", "base_model", "dataset", "backend", "prompt", "source"}
+    text_columns = {"kind", "model", "base_model", "dataset", "backend", "prompt", "format", "source"}
     lines = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>react-bench: comparison table</title>", f"<style>{TABLE_CSS}</style></head><body>",
              "<table>", "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead>", "<tbody>"]
