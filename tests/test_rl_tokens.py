@@ -1,0 +1,94 @@
+"""A rollout as one token sequence: the loop's text exactly, the policy's tokens marked token by token."""
+
+import pytest
+
+from react.rl.tokens import EpisodeTokens, RolloutTokenError
+
+QUESTION = "Question: Who was Milhouse named after?\nThought 1:"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def ids(tokenizer, text):
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def written(tokenizer, rollout):
+    """The text of the mask-1 tokens, run by run."""
+    runs, current = [], []
+    for token, mask in zip(rollout.completion_ids, rollout.env_mask):
+        if mask:
+            current.append(token)
+        elif current:
+            runs.append(tokenizer.decode(current))
+            current = []
+    return runs + ([tokenizer.decode(current)] if current else [])
+
+
+def test_a_step_keeps_what_the_loop_kept_and_masks_the_rest(tokenizer):
+    rollout = EpisodeTokens.start(tokenizer, QUESTION)
+    generated = ids(tokenizer, " I need to search Milhouse.\nAction 1: Search[Milhouse]\nObservation")
+    rollout.generated(generated, [-0.5] * len(generated))
+    step2 = QUESTION + " I need to search Milhouse.\nAction 1: Search[Milhouse]\nObservation 1: A boy.\nThought 2:"
+    read = rollout.resolve(step2)
+    assert tokenizer.decode(read) == step2 and read[:len(rollout.prompt_ids)] == rollout.prompt_ids
+    rollout.commit(step2)
+    assert rollout.input_ids == read  # what the policy reads next is what resolve said
+    assert tokenizer.decode(rollout.input_ids) == step2 == rollout.text
+    assert len(rollout.completion_ids) == len(rollout.env_mask) == len(rollout.logprobs)
+    # The policy's tokens, as it wrote them: thought, action and the stop marker it began (which
+    # the loop's text keeps as written); the observation's number and text are the environment's.
+    assert written(tokenizer, rollout) == [" I need to search Milhouse.\nAction 1: Search[Milhouse]\nObservation"]
+    assert rollout.dropped == 0
+    assert [p for p, m in zip(rollout.logprobs, rollout.env_mask) if m] == [-0.5] * sum(rollout.env_mask)
+    assert all(p == 0.0 for p, m in zip(rollout.logprobs, rollout.env_mask) if not m)
+
+
+def test_text_the_loop_rewrote_is_not_trained_on(tokenizer):
+    """ReAct strips the thought: two leading spaces become one; the fallback keeps only the first line."""
+    rollout = EpisodeTokens.start(tokenizer, QUESTION)
+    generated = ids(tokenizer, "  Milhouse is a boy.\nHe lives in Springfield.")
+    rollout.generated(generated, [-1.0] * len(generated))
+    fallback = QUESTION + " Milhouse is a boy.\nAction 1:"
+    rollout.commit(fallback)
+    assert tokenizer.decode(rollout.input_ids) == fallback
+    assert "".join(written(tokenizer, rollout)) in ("", " ")  # nothing the model wrote survives as written
+    assert rollout.dropped == len(generated) - sum(rollout.env_mask)
+
+
+def test_a_split_character_is_left_to_the_environment(tokenizer):
+    rollout = EpisodeTokens.start(tokenizer, QUESTION)
+    generated = ids(tokenizer, " Ünïcödé ☃ snow")
+    rollout.generated(generated, [-0.1] * len(generated))
+    rollout.commit(QUESTION + " Ünïcödé ☃")
+    assert tokenizer.decode(rollout.input_ids) == QUESTION + " Ünïcödé ☃"
+    assert "\ufffd" not in "".join(written(tokenizer, rollout))
+
+
+def test_a_prompt_that_does_not_extend_the_sequence_is_refused(tokenizer):
+    rollout = EpisodeTokens.start(tokenizer, QUESTION)
+    with pytest.raises(RolloutTokenError, match="part at character 14"):
+        rollout.commit("Question: Who else?")
+    rollout.generated([1, 2], [0.0, 0.0])
+    with pytest.raises(RolloutTokenError, match="two generations"):
+        rollout.generated([3], [0.0])
+
+
+def test_a_bos_the_tokenizer_adds_is_read_but_not_part_of_the_text(tmp_path, tiny_model):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.add_bos_token = True
+    tokenizer.save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    rollout = EpisodeTokens.start(tokenizer, QUESTION)
+    assert rollout.prompt_ids[0] == tokenizer.bos_token_id and rollout.lead == tokenizer.bos_token
+    generated = ids(tokenizer, " Search it.\nAction 1: Search[Milhouse]")
+    rollout.generated(generated, [-0.2] * len(generated))
+    rollout.commit(QUESTION + " Search it.\nAction 1: Search[Milhouse]\nObservation 1: x\nThought 2:")
+    assert sum(rollout.env_mask) == len(generated) and rollout.dropped == 0
