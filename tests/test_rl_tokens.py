@@ -92,3 +92,45 @@ def test_a_bos_the_tokenizer_adds_is_read_but_not_part_of_the_text(tmp_path, tin
     rollout.generated(generated, [-0.2] * len(generated))
     rollout.commit(QUESTION + " Search it.\nAction 1: Search[Milhouse]\nObservation 1: x\nThought 2:")
     assert sum(rollout.env_mask) == len(generated) and rollout.dropped == 0
+
+
+def test_a_rollout_is_the_text_the_evaluation_writes_for_the_same_completions(tiny_model, scripted):
+    """The policy drives the agent with sampled completions; replaying them through the same loop gives the
+    same episodes, and each rollout's tokens decode to exactly the episode's text."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from react.agent.loop import AgentConfig, Task, run_agent
+    from react.environment.offline import WikiEnv
+    from react.inference.base import Sampling
+    from react.rl.policy import PolicyBackend
+    from react.search.index import Corpus
+
+    corpus = Corpus.from_paragraphs({"Milhouse": ["Milhouse is a boy.", " He was named after Richard Nixon."]})
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    policy = PolicyBackend(AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer, max_context=16384)
+    completions = []
+    generate = policy.generate
+
+    def recording(prompts, stop, sampling, seeds):
+        gens = generate(prompts, stop, sampling, seeds)
+        completions.extend((prompt, tuple(stop), g.text) for prompt, g in zip(prompts, gens))
+        return gens
+
+    policy.generate = recording
+    tasks = [Task(f"q{k}", q, "Richard Nixon", "train") for k, q in
+             enumerate(["Who was Milhouse named after?", "Which president named Milhouse?"])]
+    agent = AgentConfig(max_steps=3, sampling=Sampling(max_new_tokens=24, temperature=1.0))
+    episodes = run_agent(tasks, policy, lambda p: WikiEnv(corpus, p), "PREFIX\n", agent)
+    replies = {(prompt, stop): text for prompt, stop, text in completions}
+    replayed = run_agent(tasks, scripted(lambda prompt, stop: replies[(prompt, tuple(stop))]),
+                         lambda p: WikiEnv(corpus, p), "PREFIX\n", agent)
+    assert [e.prompt for e in replayed] == [e.prompt for e in episodes]
+    kept = []
+    for episode in episodes:
+        rollout = policy.finish(episode.seed, episode.prompt)
+        assert tokenizer.decode(rollout.input_ids) == episode.prompt == rollout.text
+        assert len(rollout.completion_ids) == len(rollout.env_mask) == len(rollout.logprobs)
+        assert all(p <= 0.0 for p in rollout.logprobs)
+        kept.append(sum(rollout.env_mask))
+    assert sum(kept) > 0  # some of what the policy wrote is trained on
+    assert not policy.rollouts
