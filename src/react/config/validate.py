@@ -242,15 +242,18 @@ def _model_chat_template(spec: dict[str, Any]) -> str | None:
         if local is None:
             raise ValueError("a served model renders chats with its own template, which must be known here: give "
                              "it a `tokenizer` (a folder or hub id with the template it serves)")
-        return find_chat_template(resolve_path(local) if resolve_path(local).exists() else local)
-    return find_chat_template(resolve_path(spec["path"]) if "path" in spec else spec["hf_id"])
+    else:
+        local = spec.get("path") or spec["hf_id"]
+    folder = resolve_path(local)
+    return find_chat_template(folder if folder.exists() else local)
 
 
 @functools.lru_cache(maxsize=8)
 def _gguf_template(path: str) -> str | None:
-    from react.inference.chat import find_chat_template
+    """Read once per process: parsing a GGUF's metadata takes seconds."""
+    from react.inference.chat import gguf_chat_template
 
-    return find_chat_template(path, gguf=Path(path))
+    return gguf_chat_template(path)
 
 
 def bundled_file(name: str) -> Path:

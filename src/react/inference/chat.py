@@ -20,7 +20,7 @@ from typing import Any
 
 from react.inference.base import Chat, Message, ModelLoadError, Prompt
 
-__all__ = ["Chat", "ChatTemplate", "Message", "NoChatTemplate", "Prompt", "find_chat_template"]
+__all__ = ["Chat", "ChatTemplate", "Message", "NoChatTemplate", "Prompt", "find_chat_template", "gguf_chat_template"]
 
 
 class NoChatTemplate(ModelLoadError):
@@ -63,18 +63,11 @@ class ChatTemplate:
 
 def prompt_token_ids(tokenizer: Any, template: ChatTemplate | None, prompts: list[Any]) -> list[list[int]]:
     """Token ids of raw prompts (special tokens added, as for any text) and chats (template only)."""
-    texts = [(i, p) for i, p in enumerate(prompts) if isinstance(p, str)]
-    ids: list[list[int] | None] = [None] * len(prompts)
-    if texts:
-        encoded = tokenizer([p for _, p in texts], add_special_tokens=True)["input_ids"]
-        for (i, _), row in zip(texts, encoded):
-            ids[i] = list(row)
-    for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            if template is None:
-                raise NoChatTemplate("a chat prompt was sent to a model without a chat template")
-            ids[i] = template.token_ids(prompt)
-    return [row for row in ids if row is not None]
+    texts = [p for p in prompts if isinstance(p, str)]
+    encoded = iter(tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else [])
+    if template is None and len(texts) < len(prompts):
+        raise NoChatTemplate("a chat prompt was sent to a model without a chat template")
+    return [list(next(encoded)) if isinstance(p, str) else template.token_ids(p) for p in prompts]
 
 
 def engine_template(tokenizer: Any, model_name: str) -> ChatTemplate | None:
@@ -82,15 +75,13 @@ def engine_template(tokenizer: Any, model_name: str) -> ChatTemplate | None:
     return ChatTemplate(tokenizer, model_name) if template_text(tokenizer) else None
 
 
-def find_chat_template(location: str | Path, gguf: Path | None = None) -> str | None:
+def find_chat_template(location: str | Path) -> str | None:
     """A model's chat template found without loading it; None when it has none.
 
-    ``gguf``: a GGUF file (its ``tokenizer.chat_template`` metadata); otherwise a model
-    folder (``chat_template.jinja`` or ``tokenizer_config.json``) or a hub id, looked up in
-    the local cache only. Raises FileNotFoundError when there is nothing to look in.
+    ``location``: a model folder (``chat_template.jinja`` or ``tokenizer_config.json``) or a
+    hub id, looked up in the local cache only. Raises FileNotFoundError when there is nothing
+    to look in. A GGUF file: :func:`gguf_chat_template`.
     """
-    if gguf is not None:
-        return _gguf_chat_template(gguf)
     folder = Path(location)
     if not folder.is_dir():
         folder = _cached_hub_folder(str(location))
@@ -106,7 +97,8 @@ def find_chat_template(location: str | Path, gguf: Path | None = None) -> str | 
     return None
 
 
-def _gguf_chat_template(path: Path) -> str | None:
+def gguf_chat_template(path: str | Path) -> str | None:
+    """The ``tokenizer.chat_template`` metadata of a GGUF file; None when it has none."""
     from gguf import GGUFReader
 
     field = GGUFReader(str(path)).fields.get("tokenizer.chat_template")

@@ -262,12 +262,9 @@ class OpenAIBackend:
 
     def count_tokens(self, prompts: list[Prompt]) -> list[int]:
         """Prompt lengths as the server sees them (special tokens included; a chat as its template renders it)."""
-        texts = [(i, p) for i, p in enumerate(prompts) if isinstance(p, str)]
-        counts = dict(zip([i for i, _ in texts], self._count([p for _, p in texts], special=True) if texts else []))
-        for i, prompt in enumerate(prompts):
-            if isinstance(prompt, Chat):
-                counts[i] = len(self._template().token_ids(prompt))
-        return [counts[i] for i in range(len(prompts))]
+        texts = [p for p in prompts if isinstance(p, str)]
+        counted = iter(self._count(texts, special=True) if texts else [])
+        return [next(counted) if isinstance(p, str) else len(self._template().token_ids(p)) for p in prompts]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -16,15 +16,14 @@ tokenizer).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from react.agent.forms import conversation
-from react.agent.trajectory import TrajectoryFormatError, parse_trajectory
 from react.inference.chat import template_sha256, template_text
-from react.training.tokenize import TrainingSet, read_records
+from react.training.tokenize import TrainingSet, read_records, record_trajectory
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +64,9 @@ def record_messages(record: dict[str, Any]) -> list[dict[str, str]]:
     The user's message is the text before the trajectory without its last newline: the
     instruction and question exactly as the ``instruction`` prompt gives them at evaluation.
     """
-    rid, text, trajectory = record.get("id", "?"), record["text"], record["trajectory"]
-    start = len(text) - len(trajectory)
-    if start < 0 or text[start:] != trajectory:
-        raise ValueError(f"training record {rid!r}: 'text' does not end with its 'trajectory'")
-    try:
-        steps = parse_trajectory(trajectory)
-    except TrajectoryFormatError as exc:
-        raise ValueError(f"training record {rid!r}: malformed trajectory: {exc}") from exc
+    start, steps = record_trajectory(record)
     steps[-1] = replace(steps[-1], observation=None)
-    return [{"role": m.role, "content": m.content} for m in conversation(text[:start].removesuffix("\n"), steps)]
+    return [asdict(m) for m in conversation(record["text"][:start].removesuffix("\n"), steps)]
 
 
 def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], template: str) -> tuple[list[int], list[int]]:

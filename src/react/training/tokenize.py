@@ -1,7 +1,7 @@
 """The training set: JSONL records tokenized, with the loss on the tokens the model wrote.
 
 :func:`tokenize_records` marks which tokens the model wrote (thought, action and the
-``"\\nObservation i:"`` stop marker, see :func:`react.agent.trajectory.model_written_spans`).
+``"\\nObservation i:"`` stop marker, the spans of :class:`react.agent.trajectory.Step`).
 The mask goes to trl as the ``assistant_masks`` column: trl's dataset preparation turns it
 into ``labels`` with -100 wherever the mask is 0 (``SFTTrainer._prepare_dataset``,
 ``build_labels``), so instruction, question and observations carry no loss
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from react.agent.trajectory import TrajectoryFormatError, model_written_spans
+from react.agent.trajectory import Step, TrajectoryFormatError, parse_trajectory
 from react.io import iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,21 @@ def read_records(dataset_jsonl: str | Path) -> list[dict[str, Any]]:
     if not records:
         raise ValueError(f"{dataset_jsonl}: no training records")
     return records
+
+
+def record_trajectory(record: dict[str, Any]) -> tuple[int, list[Step]]:
+    """Where a record's trajectory starts in its ``text``, and its steps; ValueError naming the record."""
+    rid = record.get("id", "?")
+    text, trajectory = record.get("text"), record.get("trajectory")
+    if not isinstance(text, str) or not isinstance(trajectory, str) or not trajectory:
+        raise ValueError(f"training record {rid!r}: needs string fields 'text' and 'trajectory'")
+    start = len(text) - len(trajectory)
+    if start < 0 or text[start:] != trajectory:
+        raise ValueError(f"training record {rid!r}: 'text' does not end with its 'trajectory'")
+    try:
+        return start, parse_trajectory(trajectory)
+    except TrajectoryFormatError as exc:
+        raise ValueError(f"training record {rid!r}: malformed trajectory: {exc}") from exc
 
 
 def tokenize_records(records: Iterable[dict[str, Any]], tokenizer, max_length: int, mask_observations: bool = True):
@@ -55,17 +70,9 @@ def tokenize_records(records: Iterable[dict[str, Any]], tokenizer, max_length: i
 
     ids, input_ids, masks, truncated = [], [], [], []
     for record in records:
-        rid = record.get("id", "?")
-        text, trajectory = record.get("text"), record.get("trajectory")
-        if not isinstance(text, str) or not isinstance(trajectory, str) or not trajectory:
-            raise ValueError(f"training record {rid!r}: needs string fields 'text' and 'trajectory'")
-        start = len(text) - len(trajectory)
-        if start < 0 or text[start:] != trajectory:
-            raise ValueError(f"training record {rid!r}: 'text' does not end with its 'trajectory'")
-        try:
-            spans = model_written_spans(text, start)
-        except TrajectoryFormatError as exc:
-            raise ValueError(f"training record {rid!r}: malformed trajectory: {exc}") from exc
+        rid, text = record.get("id", "?"), record.get("text")
+        start, steps = record_trajectory(record)
+        spans = [(start + a, start + b) for a, b in (step.written for step in steps)]
         encoding = tokenizer(text, return_offsets_mapping=True)
         tokens, offsets = list(encoding["input_ids"]), encoding["offset_mapping"]
         if mask_observations:
