@@ -271,3 +271,57 @@ def test_finetuned_models_are_evaluated_in_the_form_they_were_trained_in(default
     assert model_spec(config, "smollm2-135m")["format"] == "raw"
     default["finetune"]["smollm2-135m-react"]["format"] = "chat-inline"  # not a training form
     check(default, "config key 'finetune.smollm2-135m-react.format'")
+
+
+@pytest.fixture
+def with_rl(default):
+    default["rl"] = {"react-grpo": {"start": "smollm2-135m-react"}}
+    default["evaluation"]["models"].append("react-grpo")
+    return default
+
+
+def test_an_rl_run_is_a_model_evaluation_can_list(with_rl):
+    from react.config.validate import model_location, model_spec
+
+    config = validate_config(with_rl)
+    run = config["rl"]["react-grpo"]
+    assert (run["split"], run["preset"], run["group_size"], run["reward"]) == ("train", "cpu", None,
+                                                                               {"metric": "em", "format_penalty": 0.0})
+    spec = model_spec(config, "react-grpo")
+    assert (spec["path"], spec["prompt"], spec["backend"]) == ("results/models/react-grpo", "instruction", "vllm")
+    assert "gguf" not in spec and model_location(config, "react-grpo") == "results/models/react-grpo"
+
+
+def test_an_rl_run_that_starts_from_nothing_is_named(with_rl):
+    with_rl["rl"]["react-grpo"]["start"] = "gpt-5"
+    check(with_rl, "config key 'rl.react-grpo.start': unknown model 'gpt-5'", "smollm2-135m-react")
+
+
+def test_an_rl_run_on_the_evaluation_questions_is_refused(with_rl):
+    with_rl["rl"]["react-grpo"]["split"] = "dev"
+    check(with_rl, "config key 'rl.react-grpo.split': 'dev' is the evaluation split")
+
+
+def test_an_rl_group_of_one_is_refused_before_any_job(with_rl):
+    with_rl["rl"]["react-grpo"]["group_size"] = 1
+    check(with_rl, "config key 'rl.react-grpo.group_size': 1: GRPO's advantage is a reward minus its group's mean")
+
+
+def test_rl_keys_are_checked(with_rl):
+    with_rl["rl"]["react-grpo"].update(reward={"metric": "bleu"}, micro_batch_size=3)
+    check(with_rl, "config key 'rl.react-grpo.reward.metric'")
+    del with_rl["rl"]["react-grpo"]["reward"]
+    check(with_rl, "config key 'rl.react-grpo.micro_batch_size': 3 does not divide the 4 rollouts of a step")
+    with_rl["rl"]["react-grpo"] = {"start": "smollm2-135m", "corpus": "nowhere"}
+    check(with_rl, "config key 'rl.react-grpo.corpus': unknown corpus 'nowhere'")
+    with_rl["rl"]["smollm2-135m-react"] = {"start": "smollm2-135m"}
+    check(with_rl, "config key 'rl.smollm2-135m-react': the name is also a model")
+
+
+def test_the_rl_preset_extends_the_default(project_dir):
+    default = load_config(project_dir / "config/config.yaml")
+    rl = load_config(project_dir / "config/rl.yaml")
+    assert {k: v for k, v in rl.items() if k != "evaluation"} == \
+        {k: v for k, v in default.items() if k != "evaluation"} | {"rl": rl["rl"]}
+    assert rl["evaluation"]["models"] == [*default["evaluation"]["models"], "smollm2-135m-react-grpo"]
+    assert rl["rl"]["smollm2-135m-react-grpo"]["start"] == "smollm2-135m-react"

@@ -85,6 +85,8 @@ def test_paper_dag_lists_every_stage(paper_plan):
         "build_dataset": 2,
         "finetune": 4,
         "merge": 4,
+        "rl": 2,
+        "merge_rl": 2,
         "evaluate": len(config["evaluation"]["models"]),
         "table": 1,
     }
@@ -124,9 +126,27 @@ def test_paper_jobs_ask_for_gpus_only_where_models_run(paper_plan):
     assert by_key[("finetune", "llama2-13b-react-full")]["gpu"] == "1"
     assert all(j["resources"]["gpu"] == "4" for j in paper_plan if j["rule"] == "generate_trajectories")
     for job in paper_plan:
-        if job["rule"] in ("prepare_split", "build_dataset", "table", "merge"):
+        if job["rule"] in ("prepare_split", "build_dataset", "table", "merge", "merge_rl"):
             assert job["resources"].get("gpu", "0") == "0", job
             assert int(job["resources"]["mem_mb"]) >= 8000
+
+
+def test_paper_rl_runs_grpo_at_search_r1s_scale_on_a_gpu_after_sft_and_from_the_base(paper_plan):
+    config = load_config(PAPER)
+    from react.rl.settings import grpo_settings
+
+    runs = {name: grpo_settings(run) for name, run in config["rl"].items()}
+    assert {(s.questions_per_step, s.group_size, s.learning_rate, s.beta, s.steps, s.rollout_backend)
+            for s in runs.values()} == {(512, 5, 1e-6, 0.001, 1005, "vllm")}
+    jobs = {(j["rule"], j.get("rl") or j.get("model")): j for j in paper_plan}
+    after_sft = jobs[("rl", "mistral-7b-react-full-grpo")]
+    assert after_sft["resources"]["gpu"] == "1" and int(after_sft["resources"]["runtime"]) >= 1440
+    assert "results/models/mistral-7b-react-full" in after_sft["input"]  # RL starts from the merged SFT model
+    assert {"results/data/wiki/enwiki-2017.parquet", "results/data/hotpotqa/train.parquet"} <= set(after_sft["input"])
+    assert "results/models/mistral-7b-grpo" in jobs[("merge_rl", "mistral-7b-grpo")]["output"]
+    assert "results/models/mistral-7b-react-full-grpo" in jobs[("evaluate", "mistral-7b-react-full-grpo")]["input"]
+    table = jobs[("table", None)]
+    assert {"results/rl/mistral-7b-grpo/run.json", "results/eval/mistral-7b-grpo.parquet"} <= set(table["input"])
 
 
 def test_paper_sample_is_reacts_500_of_all_7405_dev_questions(tmp_path):

@@ -56,7 +56,7 @@ def test_table_rows_and_order(results):
         ("measured", "alpha"), ("measured", "zeta"),
         ("published", "GPT-3 text-davinci-002 (ReAct)"), ("published", "PaLM-540B (ReAct)"),
     ]
-    assert list(rows[0]) == ["kind", "model", "base_model", "dataset", "n_train", "backend", "prompt", "format", "n", "em",
+    assert list(rows[0]) == ["kind", "model", "method", "base_model", "dataset", "n_train", "backend", "prompt", "format", "n", "em",
                              "em_ci_low", "em_ci_high", "em_diff", "n_paired", "p_value", "f1", "mean_steps",
                              "finished_pct", "invalid_action_pct", "source"]
 
@@ -118,6 +118,23 @@ def test_finetuned_rows_sit_under_their_base_with_a_paired_test(tmp_path, script
     assert (tuned_row["em"], tuned_row["em_diff"], tuned_row["n_paired"]) == ("75.0", "50.0", "12")
     assert float(tuned_row["p_value"]) == pytest.approx(mcnemar_exact(7, 1), abs=1e-4)
     assert rows[1]["em_diff"] == rows[1]["p_value"] == ""
+
+
+def test_rl_after_sft_sits_in_its_family_paired_against_the_sft_model(tmp_path, scripted):
+    # base right on 0; SFT right on 0-3; SFT+GRPO right on 0-5 (gained 2 vs SFT); GRPO from base right on 0-1.
+    answers = {"base": 1, "sft": 4, "sft-grpo": 6, "grpo": 2}
+    files = [eval_file(tmp_path / f"{m}.parquet", scripted, m, ["Finish[a1]"] * k + ["Finish[b]"] * (8 - k))
+             for m, k in answers.items()]
+    table = tmp_path / "table.csv"
+    build_results(files, None, table, tmp_path / "r.duckdb",
+                  finetuned=[("sft", "base", "oracle-train", 64), ("sft-grpo", "sft", "train questions", 32,
+                                                                    "sft+grpo", "base"),
+                             ("grpo", "base", "train questions", 32, "grpo", "base")])
+    rows = list(csv.DictReader(table.open()))
+    assert [(r["model"], r["method"], r["base_model"], r["em_diff"], r["n_paired"]) for r in rows] == [
+        ("base", "base", "", "", ""), ("grpo", "grpo", "base", "12.5", "8"), ("sft", "sft", "base", "37.5", "8"),
+        ("sft-grpo", "sft+grpo", "sft", "25.0", "8")]
+    assert float(rows[3]["p_value"]) == pytest.approx(mcnemar_exact(2, 0), abs=1e-4)
 
 
 def test_no_discordant_pairs_gives_p_value_one(tmp_path, scripted):

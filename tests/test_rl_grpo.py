@@ -6,18 +6,23 @@ import pytest
 from react.agent.loop import AgentConfig, Task
 from react.environment.offline import WikiEnv
 from react.inference.base import Sampling
-from react.rl.rollout import exact_match_reward, make_rollout_func
+from react.rl.rollout import Rollouts, make_reward_func, make_rollout_func
+from react.rl.settings import RewardSettings
 from react.search.index import Corpus
 
-QUESTIONS = ["Who was Milhouse named after?", "Which president named Milhouse?"]
+QUESTIONS = {"q0": "Who was Milhouse named after?", "q1": "Which president named Milhouse?"}
+IDS = list(QUESTIONS)
+exact_match_reward = make_reward_func(RewardSettings("em", 0.0))
 
 
 @pytest.fixture
 def rollout_func():
     corpus = Corpus.from_paragraphs({"Milhouse": ["Milhouse is a boy.", " He was named after Richard Nixon."]})
-    tasks = {q: Task(f"q{k}", q, "Richard Nixon", "train") for k, q in enumerate(QUESTIONS)}
+    tasks = {i: Task(i, q, "Richard Nixon", "train") for i, q in QUESTIONS.items()}
     agent = AgentConfig(max_steps=2, sampling=Sampling(max_new_tokens=16, temperature=1.0))
-    return make_rollout_func(tasks, lambda protocol: WikiEnv(corpus, protocol), "INSTRUCTION\n", agent, 16384)
+    return make_rollout_func(Rollouts(tasks, lambda protocol: WikiEnv(corpus, protocol), "INSTRUCTION\n", agent,
+                                      16384, strip_question=True, model="tiny", prompt_kind="instruction",
+                                      prompt_sha256="p" * 64, corpus_sha256="c" * 64))
 
 
 def test_grpo_steps_train_the_policy_on_its_own_tokens(tmp_path, tiny_model, rollout_func, monkeypatch):
@@ -40,7 +45,7 @@ def test_grpo_steps_train_the_policy_on_its_own_tokens(tmp_path, tiny_model, rol
                       use_cpu=True, gradient_checkpointing=False, logging_steps=1, save_strategy="steps",
                       save_steps=1, report_to=[], seed=0, remove_unused_columns=False, dataloader_pin_memory=False)
     trainer = GRPOTrainer(model=str(tiny_model), reward_funcs=[exact_match_reward, length_reward], args=args,
-                          train_dataset=Dataset.from_dict({"prompt": QUESTIONS}),
+                          train_dataset=Dataset.from_dict({"prompt": IDS}),
                           processing_class=AutoTokenizer.from_pretrained(tiny_model),
                           peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                                  task_type="CAUSAL_LM"),
@@ -49,7 +54,7 @@ def test_grpo_steps_train_the_policy_on_its_own_tokens(tmp_path, tiny_model, rol
     trainer.train()
     logged = [h for h in trainer.state.log_history if "reward" in h]
     assert [h["step"] for h in logged] == [1, 2]
-    assert all("rewards/exact_match_reward/mean" in h for h in logged)
+    assert all("rewards/em_reward/mean" in h for h in logged)
     assert len(seen) == 2 and all(len(batch) == 4 for batch in seen)
     changed = [n for n, p in trainer.model.named_parameters() if n in before and not p.detach().equal(before[n])]
     assert changed  # the policy's own tokens carried a loss
@@ -66,13 +71,13 @@ def test_the_rollouts_of_a_step_are_one_per_prompt_in_order_and_masked(tiny_mode
         class state:
             global_step = 3
 
-    prompts = [QUESTIONS[0], QUESTIONS[0], QUESTIONS[1], QUESTIONS[1]]
+    prompts = ["q0", "q0", "q1", "q1"]
     out = rollout_func(prompts, Trainer)
     assert {k: len(v) for k, v in out.items()} == {k: 4 for k in out}
     tokenizer = Trainer.processing_class
     for prompt, ids, completion, mask, logprobs in zip(prompts, out["prompt_ids"], out["completion_ids"],
                                                        out["env_mask"], out["logprobs"]):
-        assert tokenizer.decode(ids) == f"INSTRUCTION\nQuestion: {prompt}\nThought 1:"
+        assert tokenizer.decode(ids) == f"INSTRUCTION\nQuestion: {QUESTIONS[prompt]}\nThought 1:"
         assert len(completion) == len(mask) == len(logprobs) > 0
         assert all(p == 0.0 for p, m in zip(logprobs, mask) if not m)
     assert out["prompt_ids"][0] == out["prompt_ids"][1] and out["completion_ids"][0] != out["completion_ids"][1]

@@ -1,5 +1,7 @@
 """A rollout as one token sequence: the loop's text exactly, the policy's tokens marked token by token."""
 
+import importlib.util
+
 import pytest
 
 from react.rl.tokens import EpisodeTokens, RolloutTokenError
@@ -134,3 +136,42 @@ def test_a_rollout_is_the_text_the_evaluation_writes_for_the_same_completions(ti
         kept.append(sum(rollout.env_mask))
     assert sum(kept) > 0  # some of what the policy wrote is trained on
     assert not policy.rollouts
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
+def test_vllm_rollouts_sample_what_the_policy_samples_and_decode_to_the_episode(tiny_model):
+    """The sampler of the paper preset (a vLLM engine with the policy's weights): greedy, the same tokens as the
+    policy itself; sampled, rollouts that decode to their episodes with the chosen tokens' log-probabilities."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from react.agent.loop import AgentConfig, Task, run_agent
+    from react.config.settings import default_engine_settings
+    from react.environment.offline import WikiEnv
+    from react.inference.base import Sampling
+    from react.inference.vllm import VLLMBackend
+    from react.rl.policy import PolicyBackend, TransformersSampler, VllmSampler
+    from react.search.index import Corpus
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    engine = VLLMBackend(str(tiny_model), "tiny", default_engine_settings("vllm", max_model_len=4096, kv_cache_gib=1))
+    try:
+        sampler = VllmSampler(engine.llm)
+        sequences = [tokenizer("PREFIX\nQuestion: who?\nThought 1:")["input_ids"], tokenizer("Action 2:")["input_ids"]]
+        greedy = Sampling(max_new_tokens=12, temperature=0.0)
+        reference = TransformersSampler(AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer)
+        assert [ids for ids, _ in sampler.sample(sequences, [], greedy, [1, 2])] == \
+            [ids for ids, _ in reference.sample(sequences, [], greedy, [1, 2])]
+
+        corpus = Corpus.from_paragraphs({"Milhouse": ["Milhouse is a boy.", " He was named after Richard Nixon."]})
+        policy = PolicyBackend(None, tokenizer, max_context=4096, sampler=sampler)
+        tasks = [Task("q0", "Who was Milhouse named after?", "Richard Nixon", "train")]
+        agent = AgentConfig(max_steps=3, sampling=Sampling(max_new_tokens=24, temperature=1.0))
+        (episode,) = run_agent(tasks, policy, lambda p: WikiEnv(corpus, p), "PREFIX\n", agent)
+        rollout = policy.finish(episode.seed, episode.prompt)
+        assert tokenizer.decode(rollout.input_ids) == episode.prompt
+        assert sum(rollout.env_mask) > 0 and all(p <= 0.0 for p in rollout.logprobs)
+        assert any(p < 0.0 for p, m in zip(rollout.logprobs, rollout.env_mask) if m)
+    finally:
+        engine.close()

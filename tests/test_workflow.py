@@ -2,6 +2,7 @@
 
 import csv
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -258,9 +259,81 @@ def test_the_catalog_test_config_runs_the_whole_pipeline(project_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     rows = [r for r in csv.DictReader((tmp_path / "results/table.csv").open()) if r["kind"] == "measured"]
-    assert [(r["model"], r["format"], r["prompt"], r["n"], r["n_paired"]) for r in rows] == [
-        ("smollm2-135m", "raw", "few-shot", "3", ""), ("smollm2-135m-react", "raw", "instruction", "3", "3"),
-        ("smollm2-135m-chat", "chat", "few-shot", "3", ""), ("smollm2-135m-react-chat", "chat", "instruction", "3", "3")]
+    assert [(r["model"], r["method"], r["base_model"], r["format"], r["prompt"], r["n"], r["n_paired"])
+            for r in rows] == [
+        ("smollm2-135m", "base", "", "raw", "few-shot", "3", ""),
+        ("smollm2-135m-react", "sft", "smollm2-135m", "raw", "instruction", "3", "3"),
+        ("smollm2-135m-react-grpo", "sft+grpo", "smollm2-135m-react", "raw", "instruction", "3", "3"),
+        ("smollm2-135m-chat", "base", "", "chat", "few-shot", "3", ""),
+        ("smollm2-135m-react-chat", "sft", "smollm2-135m-chat", "chat", "instruction", "3", "3")]
+    # GRPO after the finetune: its steps, curves and each step's rollouts, readable by `show`.
+    rl = tmp_path / "results/rl/smollm2-135m-react-grpo"
+    steps = read_parquet(rl / "steps.parquet").to_pylist()
+    assert [s["step"] for s in steps] == [1, 2] and all(s["n_rollouts"] == 2 for s in steps)
+    assert (rl / "curves.png").stat().st_size > 0 and (rl / "checkpoints/checkpoint-2").is_dir()
+    shown = subprocess.run([sys.executable, "-m", "react", "show", str(rl / "rollouts/step-00002.parquet")],
+                           cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert shown.returncode == 0 and "smollm2-135m-react-grpo" in shown.stdout + shown.stderr, shown.stderr
     # The chat-finetuned model keeps its base's template (the merge takes the base's tokenizer).
     template = (tmp_path / "results/models/smollm2-135m-chat/chat_template.jinja").read_text()
     assert (tmp_path / "results/models/smollm2-135m-react-chat/chat_template.jinja").read_text() == template
+
+
+def rl_config(tiny_model, **run):
+    config = tiny_config(tiny_model)
+    config["data"]["train"] = {"source": "bundled", "files": ["train_distractor.jsonl.gz"]}
+    config["corpus"]["distractor"]["splits"] = ["dev", "train"]
+    config["rl"] = {"tiny-grpo": {"start": "tiny", "n_questions": 2, "steps": 6, "questions_per_step": 1,
+                                  "group_size": 2, "save_steps": 1, "temperature": 1.0, "learning_rate": 1e-3,
+                                  "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]}, **run}}
+    config["evaluation"]["models"] = ["tiny", "tiny-grpo"]
+    return config
+
+
+@pytest.mark.slow
+def test_a_killed_grpo_job_resumes_from_its_checkpoint_on_the_next_run(project_dir, tiny_model, tmp_path):
+    """SIGKILL to the whole snakemake process group between checkpoints; the next run resumes and completes."""
+    import signal
+    import time
+
+    config = rl_config(tiny_model)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = [*SNAKEMAKE, "results/table.csv", "-s", str(project_dir / "workflow/Snakefile"), "-d", str(tmp_path),
+               "--cores", "2", "--configfile", str(tmp_path / "config.yaml")]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                           start_new_session=True)
+    checkpoint = tmp_path / "results/rl/tiny-grpo/checkpoints/checkpoint-2/trainer_state.json"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert checkpoint.exists(), "the GRPO job never reached its second checkpoint"
+    assert not (tmp_path / "results/rl/tiny-grpo/steps.parquet").exists()
+
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((tmp_path / "results/rl/tiny-grpo/run.json").read_text())
+    assert summary["rl"]["resumed_from"] is not None and summary["rl"]["resumed_from"] >= "checkpoint-2"
+    steps = read_parquet(tmp_path / "results/rl/tiny-grpo/steps.parquet").to_pylist()
+    assert [s["step"] for s in steps] == [1, 2, 3, 4, 5, 6] and all(s["n_rollouts"] == 2 for s in steps)
+    rows = {r["model"]: r for r in csv.DictReader((tmp_path / "results/table.csv").open()) if r["kind"] == "measured"}
+    assert (rows["tiny-grpo"]["method"], rows["tiny-grpo"]["base_model"], rows["tiny-grpo"]["n_paired"]) == \
+        ("grpo", "tiny", "3")
+    provenance = read_provenance(tmp_path / "results/rl/tiny-grpo/steps.parquet")
+    assert provenance["step"] == "rl" and set(provenance["inputs"]) >= {"split", "eval_split", "start", "corpus"}
+
+
+@pytest.mark.slow
+def test_rl_questions_that_overlap_the_evaluation_split_fail_the_job_before_training(project_dir, tiny_model,
+                                                                                      tmp_path):
+    config = rl_config(tiny_model)
+    # Another name, the same questions: only the job, which reads both splits, can tell.
+    config["data"]["practice"] = {"source": "bundled", "files": ["dev_distractor.jsonl.gz"]}
+    config["rl"]["tiny-grpo"]["split"] = "practice"
+    result = snakemake(project_dir, tmp_path, config)
+    assert result.returncode != 0
+    assert "Error in rule rl" in result.stderr and "rl.tiny-grpo.split (practice)" in result.stderr
+    assert "overlap the evaluation split" in result.stderr
+    assert not (tmp_path / "results/rl/tiny-grpo/checkpoints/checkpoint-1").exists()

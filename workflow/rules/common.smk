@@ -24,6 +24,7 @@ except ConfigError as exc:
 
 MODELS = config["models"]
 RUNS = config["finetune"]
+RL = config["rl"]
 TEACHERS = config["teachers"]
 IMPORTS = config["imports"]
 DATASETS = config["datasets"]
@@ -44,9 +45,10 @@ wildcard_constraints:
     split=one_of(config["data"]),
     corpus=one_of(CORPORA),
     archive=one_of(DOWNLOADS),
-    model=one_of([*MODELS, *RUNS]),
+    model=one_of([*MODELS, *RUNS, *RL]),
     teacher=one_of(TEACHERS),
     run=one_of(RUNS),
+    rl=one_of(RL),
     dataset=one_of(DATASETS),
     name=one_of(IMPORTS),
     i=r"\d+",
@@ -127,9 +129,31 @@ def finetuned_model_info():
     """Per evaluated finetune run: base, dataset and the manifest that counts its examples."""
     return {
         name: {"base_model": RUNS[name]["base"], "dataset": RUNS[name]["dataset"],
-               "manifest": paths.MANIFEST.format(dataset=RUNS[name]["dataset"])}
+               "manifest": paths.MANIFEST.format(dataset=RUNS[name]["dataset"]), "count": "n_examples",
+               "method": "sft", "root_model": RUNS[name]["base"]}
         for name in EVAL["models"] if name in RUNS
     }
+
+
+def rl_model_info():
+    """Per evaluated RL run: its start model, questions, and the summary that counts them."""
+    return {
+        name: {"base_model": RL[name]["start"], "dataset": f"{RL[name]['split']} questions",
+               "manifest": paths.RL_SUMMARY.format(rl=name), "count": "rl.n_questions",
+               "method": "sft+grpo" if RL[name]["start"] in RUNS else "grpo",
+               "root_model": RUNS[RL[name]["start"]]["base"] if RL[name]["start"] in RUNS else RL[name]["start"]}
+        for name in EVAL["models"] if name in RL
+    }
+
+
+def rl_corpus(run):
+    """The Wikipedia of a run's rollouts: its own corpus, else the evaluation's."""
+    return RL[run]["corpus"] or EVAL["corpus"]
+
+
+def rl_max_context(run):
+    """The context the policy may fill: the start model's max_model_len, else the vLLM default."""
+    return model_spec(run).get("max_model_len") or config["backends"]["vllm"]["max_model_len"]
 
 
 def gguf_file(wildcards):
@@ -154,7 +178,7 @@ NEUTRAL = {"gpu": 0, "gpu_model": "", "slurm_partition": "", "slurm_account": ""
 
 def job_resources(section=None, entry=None):
     """Resources of a rule; ``entry(wildcards)`` gives the model's or run's own overrides."""
-    entries = [*MODELS.values(), *RUNS.values()] if entry else []
+    entries = [*MODELS.values(), *RUNS.values(), *RL.values()] if entry else []
     names = {*BASE_RESOURCES, *RESOURCES["default"], *RESOURCES.get(section, {}),
              *(k for e in entries for k in e.get("resources", {}))} - {"threads"}
 
@@ -204,3 +228,7 @@ def teacher_resources(wildcards):
 
 def run_resources(wildcards):
     return RUNS[wildcards.run].get("resources", {})
+
+
+def rl_resources(wildcards):
+    return RL[wildcards.rl].get("resources", {})

@@ -4,7 +4,7 @@
 rule table:
     input:
         evals=expand(paths.EVAL, model=EVAL["models"]),
-        manifests=[info["manifest"] for info in finetuned_model_info().values()],
+        manifests=[info["manifest"] for info in {**finetuned_model_info(), **rl_model_info()}.values()],
         published=(
             [str(resolve_path(config["report"]["published"]))]
             if config["report"]["published"]
@@ -20,7 +20,7 @@ rule table:
         ),
         db=paths.DATABASE,
     params:
-        finetuned=finetuned_model_info(),
+        finetuned={**finetuned_model_info(), **rl_model_info()},
     threads: job_threads()
     resources:
         **job_resources(),

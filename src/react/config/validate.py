@@ -95,12 +95,13 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
     """References between sections, and files that must exist before anything runs."""
     problems = []
     evaluation = config["evaluation"]
-    models, runs = config["models"], config["finetune"]
+    known_models = [*config["models"], *config["finetune"], *config["rl"]]
     for i, name in enumerate(evaluation["models"]):
-        if name not in models and name not in runs:
+        if name not in known_models:
             problems.append(f"config key 'evaluation.models[{i}]': unknown model {name!r} "
-                            f"(defined under 'models' and 'finetune': {', '.join(sorted([*models, *runs]))})")
+                            f"(defined under 'models', 'finetune' and 'rl': {', '.join(sorted(known_models))})")
     problems += _check_finetuning(config)
+    problems += _check_rl(config)
     problems += _check_chat_templates(config)
     if evaluation["split"] not in config["data"]:
         problems.append(f"config key 'evaluation.split': unknown split {evaluation['split']!r} "
@@ -198,6 +199,45 @@ def _check_finetuning(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _check_rl(config: dict[str, Any]) -> list[str]:
+    """RL runs start from a model with weights, practise on other questions than the evaluation's, and can learn."""
+    from react.rl.settings import SettingsError, grpo_settings
+
+    problems = []
+    for name, run in config["rl"].items():
+        if name in config["models"] or name in config["finetune"]:
+            problems.append(f"config key 'rl.{name}': the name is also a model under 'models' or 'finetune'")
+        start = run["start"]
+        if start in config["rl"]:
+            problems.append(f"config key 'rl.{name}.start': {start!r} is an RL run; start from a model or a "
+                            "finetune run")
+        elif start not in config["models"] and start not in config["finetune"]:
+            known = sorted([*config["models"], *config["finetune"]])
+            problems.append(f"config key 'rl.{name}.start': unknown model {start!r} "
+                            f"(defined under 'models' and 'finetune': {', '.join(known)})")
+        elif start in config["models"] and "url" in config["models"][start] and \
+                not ({"hf_id", "path"} & set(config["models"][start])):
+            problems.append(f"config key 'rl.{name}.start': {start!r} is only a server URL; training needs its "
+                            "weights (give the model an hf_id or path)")
+        elif model_spec(config, start)["format"] != "raw":
+            problems.append(f"config key 'rl.{name}.start': {start!r} takes the {model_spec(config, start)['format']} "
+                            "format; RL rollouts are raw text for now (start from a raw-format model)")
+        if run["split"] not in config["data"]:
+            problems.append(f"config key 'rl.{name}.split': unknown split {run['split']!r} "
+                            f"(defined under 'data': {', '.join(sorted(config['data']))})")
+        elif run["split"] == config["evaluation"]["split"]:
+            problems.append(f"config key 'rl.{name}.split': {run['split']!r} is the evaluation split; the policy "
+                            "would practise on the questions it is scored on (use a training split)")
+        if run["corpus"] is not None and run["corpus"] not in config["corpus"]:
+            problems.append(f"config key 'rl.{name}.corpus': unknown corpus {run['corpus']!r} "
+                            f"(defined under 'corpus': {', '.join(sorted(config['corpus']))})")
+        try:
+            grpo_settings(run)
+        except SettingsError as exc:
+            problems.append(f"config key 'rl.{name}.{exc.key}': {str(exc).removeprefix(exc.key + ': ')}")
+    return problems
+
+
 def _check_chat_templates(config: dict[str, Any]) -> list[str]:
     """Every model asked for a chat format, itself or as a chat finetune's base, has a chat template.
 
@@ -280,7 +320,14 @@ SERVED_KEYS = ("url", "served_model", "api_key_env", "tokenizer")
 
 
 def model_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """A model entry of a validated config; a finetune run is its base's entry pointing at the merged folder."""
+    """A model entry of a validated config; a finetune or RL run is its base's entry pointing at the merged folder."""
+    if name in config.get("rl", {}):
+        run = config["rl"][name]
+        start = model_spec(config, run["start"])
+        spec = {k: v for k, v in start.items() if k not in ("gguf", "path", "hf_id", "revision", *SERVED_KEYS)}
+        spec.update(path=paths.MODEL.format(model=name), quantization="none", prompt=run["prompt"] or start["prompt"])
+        spec["backend"] = run["backend"] or ("vllm" if start["backend"] == "openai" else start["backend"])
+        return spec
     runs = config["finetune"]
     if name not in runs:
         return config["models"][name]
@@ -298,7 +345,7 @@ def model_location(config: dict[str, Any], name: str) -> str:
     spec = model_spec(config, name)
     if spec["backend"] == "openai":
         return spec.get("served_model") or spec.get("hf_id") or spec.get("path") or name
-    if "gguf" in spec or name in config["finetune"]:
+    if "gguf" in spec or name in config["finetune"] or name in config.get("rl", {}):
         return paths.MODEL.format(model=name)
     if "path" in spec:
         return str(resolve_path(spec["path"]))

@@ -524,3 +524,48 @@ def _mark_checkpoints(ax, kept: KeptCheckpoints) -> None:
         ax.plot([], [], "o", color="tab:orange", label="kept checkpoint: mean loss since the previous save")
     if kept.chosen is not None:
         ax.plot([], [], "*", ms=12, color="tab:red", label=f"chosen for merging: step {kept.chosen}")
+
+
+def plot_rl_curves(steps: Mapping[str, Sequence[Any]], path: PathLike, title: str) -> None:
+    """A GRPO run's per-step numbers (results/rl/{run}/steps.parquet as columns) in four panels.
+
+    Reward (mean, its spread across the step's rollouts, and a moving average); EM and
+    finished %; invalid-action %; loss and, when a reference model is run, KL.
+    """
+    _draw_or_explain([path], (10.0, 7.0), (lambda fig: _draw_rl(fig, steps, title)) if steps["step"] else None,
+                     "GRPO", "no step was recorded")
+
+
+def _draw_rl(fig: Figure, data: Mapping[str, Sequence[Any]], title: str) -> None:
+    x = list(data["step"])
+    (reward, quality), (invalid, loss) = fig.subplots(2, 2, sharex=True)
+    mean, sd = list(data["reward"]), list(data["reward_std"])
+    reward.fill_between(x, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)], color="tab:blue",
+                        alpha=0.15, label="± sd of the step's rollouts")
+    reward.plot(x, mean, color="tab:blue", lw=0.8, marker="o", ms=2, label="mean reward")
+    window = max(1, len(x) // 5)
+    if window > 1:
+        reward.plot(x, _smooth(mean, window), color="tab:blue", lw=2, label=f"mean of {window} steps")
+    failed = [s for s, f in zip(x, data["all_failed"]) if f]
+    if failed:
+        reward.plot(failed, [0] * len(failed), "x", color="tab:red", label="every rollout failed")
+    reward.set_ylabel("reward")
+    quality.plot(x, data["em"], color="tab:green", label="EM %")
+    quality.plot(x, data["finished_pct"], color="tab:orange", label="finished %")
+    quality.set_ylabel("% of the step's rollouts")
+    invalid.plot(x, data["invalid_action_pct"], color="tab:red", label="invalid actions % of steps")
+    invalid.set_ylabel("%")
+    loss.plot(x, [v if v is not None else math.nan for v in data["loss"]], color="tab:purple", label="loss")
+    loss.set_ylabel("GRPO loss")
+    if any(v is not None for v in data["kl"]):
+        kl = loss.twinx()
+        kl.plot(x, [v if v is not None else math.nan for v in data["kl"]], color="tab:grey", label="KL")
+        kl.set_ylabel("KL to the start model")
+        kl.legend(fontsize=8, loc="upper right")
+    for ax in (reward, quality, invalid, loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    invalid.set_xlabel("GRPO step")
+    loss.set_xlabel("GRPO step")
+    fig.suptitle(title, fontsize=10)

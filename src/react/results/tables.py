@@ -24,10 +24,12 @@ def sql(name: str) -> str:
 
 def build_results(eval_files: list[str | Path], published_csv: str | Path | None,
                   table_csv: str | Path, db_path: str | Path,
-                  finetuned: list[tuple[str, str, str, int]] = ()) -> None:
+                  finetuned: list[tuple] = ()) -> None:
     """Write ``db_path`` (tables + views `episodes`, `paired`, `summary`) and ``table_csv`` (= `summary`).
 
-    ``finetuned`` lists (model, base_model, dataset, n_train) for the finetuned models.
+    ``finetuned`` lists the trained models: (model, base_model, dataset, n_train), optionally
+    followed by the method (default sft; grpo, sft+grpo for RL runs) and the model at the root
+    of the chain (default base_model), which keeps an RL-after-SFT run next to its family.
     """
     for path in eval_files:
         read_parquet(path, EPISODE_SCHEMA)  # fail on a corrupt or off-contract file, naming it
@@ -39,7 +41,7 @@ def build_results(eval_files: list[str | Path], published_csv: str | Path | None
             con.execute("SET VARIABLE eval_files = ?", [[str(p) for p in eval_files]])
             con.execute(sql("tables.sql"))
             if finetuned:
-                con.executemany(sql("finetuned.sql"), [list(row) for row in finetuned])
+                con.executemany(sql("finetuned.sql"), [_trained_row(*row) for row in finetuned])
             if published_csv:
                 con.execute("SET VARIABLE published_csv = ?", [str(published_csv)])
                 con.execute(sql("published.sql"))
@@ -51,3 +53,8 @@ def build_results(eval_files: list[str | Path], published_csv: str | Path | None
                 log.info("%s", row)
             con.execute("USE memory")
             con.execute("DETACH results")
+
+
+def _trained_row(model: str, base_model: str, dataset: str, n_train: int, method: str = "sft",
+                 root_model: str | None = None) -> list:
+    return [model, base_model, dataset, n_train, method, root_model or base_model]

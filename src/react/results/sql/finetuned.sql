@@ -1,2 +1,2 @@
--- One finetuned model (parameters: model, base_model, dataset, n_train).
-INSERT INTO finetuned_rows VALUES (?, ?, ?, ?);
+-- One trained model (parameters: model, base_model, dataset, n_train, method, root_model).
+INSERT INTO finetuned_rows VALUES (?, ?, ?, ?, ?, ?);

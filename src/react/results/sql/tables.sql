@@ -5,12 +5,17 @@ CREATE TABLE episode_rows AS
 SELECT * EXCLUDE (filename), parse_filename(filename, true) AS eval_file
 FROM read_parquet(getvariable('eval_files'), union_by_name = true, filename = true);
 
--- Finetuned models: what they were trained from (filled by react.report from the config and manifests).
+-- Trained models: what they were trained from (filled by react.results.tables from the config and
+-- manifests). base_model: the model training started from (for RL after SFT, the SFT model); method:
+-- sft, grpo or sft+grpo; root_model: the base model at the start of the chain; n_train: training
+-- examples (sft) or questions (grpo).
 CREATE TABLE finetuned_rows (
     model VARCHAR PRIMARY KEY,
     base_model VARCHAR NOT NULL,
     dataset VARCHAR NOT NULL,
-    n_train INTEGER NOT NULL
+    n_train INTEGER NOT NULL,
+    method VARCHAR NOT NULL,
+    root_model VARCHAR NOT NULL
 );
 
 -- Published figures (ReAct README); only ever shown as rows of kind 'published'.

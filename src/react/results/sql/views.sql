@@ -4,7 +4,8 @@
 CREATE VIEW episodes AS
 SELECT * FROM episode_rows;
 
--- Finetuned vs base on the questions both answered: EM difference and McNemar's
+-- Trained vs the model its training started from (base, or the SFT model for RL after SFT)
+-- on the questions both answered: EM difference and McNemar's
 -- exact test (two-sided binomial test on the discordant pairs).
 CREATE VIEW paired AS
 WITH pairs AS (
@@ -62,6 +63,7 @@ measured AS (
     SELECT
         'measured' AS kind,
         w.model,
+        coalesce(ft.method, 'base') AS method,
         ft.base_model,
         ft.dataset,
         ft.n_train,
@@ -79,7 +81,8 @@ measured AS (
         round(w.mean_steps, 2) AS mean_steps,
         round(100 * w.finished, 1) AS finished_pct,
         round(100 * coalesce(w.invalid_actions, 0), 1) AS invalid_action_pct,
-        NULL::VARCHAR AS source
+        NULL::VARCHAR AS source,
+        ft.root_model
     FROM wilson w
     LEFT JOIN finetuned_rows ft USING (model)
     LEFT JOIN paired pr USING (model)
@@ -88,5 +91,5 @@ published AS (
     SELECT 'published' AS kind, model, NULL::VARCHAR AS backend, 'few-shot' AS prompt, 'raw' AS format, n::BIGINT AS n, em, source
     FROM published_rows
 )
-SELECT * FROM (FROM measured UNION ALL BY NAME FROM published)
-ORDER BY kind = 'published', coalesce(base_model, model), base_model IS NOT NULL, model;
+SELECT * EXCLUDE (root_model) FROM (FROM measured UNION ALL BY NAME FROM published)
+ORDER BY kind = 'published', coalesce(root_model, model), base_model IS NOT NULL, model;
