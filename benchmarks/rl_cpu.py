@@ -5,7 +5,8 @@
 
 Reads the run's results/rl/<run>/ (steps.parquet, run.json) and results/table.csv and prints:
 the reward curve as the mean reward of the first and the last fifth of the steps, each with a
-95% interval, and their difference with Welch's interval (react.rl.trainer.reward_fifths); per
+95% interval (Wilson's for an EM reward), and their difference (Newcombe's interval; Welch's for
+other rewards; react.rl.trainer.reward_fifths); per
 fifth EM and finished %; the wall time; and EM on the dev questions of every model in the table, each trained model paired
 against the model it started from (McNemar's exact test, the table's own). Writes the figures
 to benchmarks/results/rl_cpu-<date>.json.
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         steps = read_parquet(folder / "steps.parquet").to_pylist()
         summary = json.loads((folder / "run.json").read_text())
-        curve = reward_fifths(steps)
+        reward = summary["rl"]["settings"]["reward"]
+        curve = reward_fifths(steps, binary=reward["metric"] == "em" and not reward["format_penalty"])
         runs[folder.name] = {"settings": summary["rl"]["settings"], "n_questions": summary["rl"]["n_questions"],
                              "timing": summary["timing"], "fifths": curve,
                              "policy_tokens": sum(s["policy_tokens"] for s in steps),

@@ -59,6 +59,8 @@ def test_a_grpo_run_writes_its_steps_rollouts_curves_and_adapter(tmp_path, tiny_
     for step in (1, 2):
         episodes = read_parquet(out.rollouts / f"step-{step:05d}.parquet", EPISODE_SCHEMA)
         assert sorted(episodes.column("id").to_pylist()) == ["q0", "q0", "q1", "q1"]
+        meta = json.loads(episodes.schema.metadata[PROVENANCE_KEY])
+        assert meta["rl_step"] == step and meta["config"] == {"run": "x"}
         assert set(episodes.column("model").to_pylist()) == {"tiny-grpo"}
     assert (out.adapter / "adapter_model.safetensors").is_file() and out.curves.stat().st_size > 0
     assert json.loads(out.summary.read_text())["rl"]["steps"] == 2
@@ -153,3 +155,23 @@ def test_settings_come_from_the_preset_and_refuse_a_group_of_one():
     assert error.value.key == "group_size"
     with pytest.raises(SettingsError, match="does not divide"):
         grpo_settings({"preset": "cpu", "micro_batch_size": 3})
+
+
+def test_the_reward_curve_is_summed_up_by_its_first_and_last_fifth_with_honest_intervals():
+    from react.rl.trainer import reward_fifths
+
+    def step(k, successes):  # 4 rollouts with an EM reward
+        p = successes / 4
+        return {"step": k, "n_rollouts": 4, "reward": p, "reward_std": (p * (1 - p)) ** 0.5, "em": 100 * p,
+                "finished_pct": 100.0, "all_failed": successes == 0}
+
+    steps = [step(k, 0) for k in range(1, 5)] + [step(k, 1) for k in range(5, 17)] + [step(k, 2) for k in range(17, 21)]
+    fifths = reward_fifths(steps, binary=True)
+    assert fifths["first"]["steps"] == [1, 4] and fifths["last"]["steps"] == [17, 20]
+    assert fifths["first"]["mean"] == 0.0 and fifths["first"]["ci"][0] == 0.0
+    assert 0.19 < fifths["first"]["ci"][1] < 0.2  # Wilson at 0 of 16: not a point
+    assert fifths["last"]["mean"] == 0.5 and fifths["first"]["steps_all_failed"] == 4
+    low, high = fifths["difference"]["ci"]
+    assert fifths["difference"]["mean"] == 0.5 and 0.1 < low < 0.5 < high < 0.8
+    normal = reward_fifths(steps)
+    assert normal["first"]["ci"] == [0.0, 0.0] and normal["last"]["mean"] == 0.5

@@ -110,7 +110,7 @@ def train_grpo(start_model: str | Path, rollouts: Rollouts, settings: GRPOSettin
     rollouts = dataclasses.replace(rollouts, agent=dataclasses.replace(rollouts.agent, sampling=sampling,
                                                                         seed=settings.seed))
     resume = _prepare_folders(files, sha256_json({"settings": settings.as_dict(), **provenance}))
-    trainer = _make_trainer(start_model, rollouts, settings, files, on_gpu)
+    trainer = _make_trainer(start_model, rollouts, settings, files, on_gpu, provenance)
     for callback in callbacks:
         trainer.add_callback(callback)
     if resume:
@@ -132,7 +132,8 @@ def train_grpo(start_model: str | Path, rollouts: Rollouts, settings: GRPOSettin
         "steps": settings.steps,
         "rollouts": table.num_rows and int(sum(table.column("n_rollouts").to_pylist())),
         "steps_all_failed": int(sum(table.column("all_failed").to_pylist())),
-        "reward_fifths": reward_fifths(table.to_pylist()),
+        "reward_fifths": reward_fifths(table.to_pylist(), binary=settings.reward.metric == "em" and
+                                       not settings.reward.format_penalty),
         "resumed_from": resume.name if resume else None,
     }
     with atomic_dir(files.adapter) as tmp:
@@ -172,7 +173,7 @@ def _prepare_folders(files: RLFiles, key: str) -> Path | None:
 
 
 def _make_trainer(start_model: str | Path, rollouts: Rollouts, settings: GRPOSettings, files: RLFiles,
-                  on_gpu: bool):
+                  on_gpu: bool, provenance: dict[str, Any]):
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -227,7 +228,7 @@ def _make_trainer(start_model: str | Path, rollouts: Rollouts, settings: GRPOSet
         vllm_mode="colocate",
         vllm_max_model_length=rollouts.max_context,
     )
-    recorder = StepRecorder(files.rollouts, settings)
+    recorder = StepRecorder(files.rollouts, settings, provenance)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[make_reward_func(settings.reward)],
@@ -246,18 +247,20 @@ def _make_trainer(start_model: str | Path, rollouts: Rollouts, settings: GRPOSet
 
 
 class StepRecorder:
-    """Writes each step's rollouts (episode rows) and logs the step's reward, EM and failures."""
+    """Writes each step's rollouts (episode rows, the run's provenance) and logs the step's reward, EM and failures."""
 
-    def __init__(self, folder: Path, settings: GRPOSettings) -> None:
+    def __init__(self, folder: Path, settings: GRPOSettings, provenance: dict[str, Any]) -> None:
         self.folder = folder
         self.settings = settings
+        self.provenance = provenance
 
     def __call__(self, step: int, rows: list[dict[str, Any]], out: dict[str, list]) -> None:
         tokens = {"policy_tokens": sum(sum(m) for m in out["env_mask"]),
                   "environment_tokens": sum(len(m) - sum(m) for m in out["env_mask"]),
                   "dropped_tokens": sum(out["dropped_tokens"])}
         table = pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
-        write_parquet(table, self.folder / STEP_FILE.format(step=step), {"step": step, "rollout_tokens": tokens})
+        write_parquet(table, self.folder / STEP_FILE.format(step=step),
+                      {**self.provenance, "rl_step": step, "rollout_tokens": tokens})
         stats = rollout_stats(rows, self.settings)
         log.info("step %d rollouts: %d episodes, reward %.3f, EM %.1f%%, finished %.1f%%, %d of %d groups with a "
                  "signal", step, len(rows), stats["reward"], stats["em"], stats["finished_pct"],
@@ -307,12 +310,18 @@ def metrics_table(rollout_dir: Path, history: list[dict[str, Any]], settings: GR
     return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
 
 
-def reward_fifths(steps: list[dict[str, Any]]) -> dict[str, Any]:
+Z95 = 1.959964
+
+
+def reward_fifths(steps: list[dict[str, Any]], binary: bool = False) -> dict[str, Any]:
     """The reward curve in two numbers: the mean reward over the first and the last fifth of the steps.
 
     Each pools its steps' rollouts (a step's mean and spread stand for its rollouts) into a mean
-    with a 95% normal interval; ``difference`` is last minus first with Welch's interval. EM,
-    finished % and the steps whose rollouts all failed are given per fifth too.
+    with a 95% interval: Wilson's score interval when the reward is 0 or 1 (``binary``: EM
+    without a penalty; it stays honest at 0 successes, where a normal interval collapses to a
+    point), else the normal one. ``difference`` is last minus first, with Newcombe's interval
+    from the two Wilson intervals (binary) or Welch's. EM, finished % and the steps whose
+    rollouts all failed are given per fifth too.
     """
     n = max(1, len(steps) // 5)
     out: dict[str, Any] = {}
@@ -321,15 +330,28 @@ def reward_fifths(steps: list[dict[str, Any]]) -> dict[str, Any]:
         mean = sum(s["reward"] * s["n_rollouts"] for s in part) / count
         second = sum((s["reward_std"] ** 2 + s["reward"] ** 2) * s["n_rollouts"] for s in part) / count
         se = math.sqrt(max(second - mean * mean, 0.0) / count)
+        ci = _wilson(mean, count) if binary else (mean - Z95 * se, mean + Z95 * se)
         out[name] = {"steps": [part[0]["step"], part[-1]["step"]], "rollouts": count, "mean": round(mean, 4),
-                     "ci": [round(mean - 1.959964 * se, 4), round(mean + 1.959964 * se, 4)], "se": round(se, 4),
+                     "ci": [round(ci[0], 4), round(ci[1], 4)], "se": round(se, 4),
                      "em": round(sum(s["em"] * s["n_rollouts"] for s in part) / count, 2),
                      "finished_pct": round(sum(s["finished_pct"] * s["n_rollouts"] for s in part) / count, 2),
                      "steps_all_failed": sum(bool(s["all_failed"]) for s in part)}
-    diff = out["last"]["mean"] - out["first"]["mean"]
-    se = math.hypot(out["first"]["se"], out["last"]["se"])
-    out["difference"] = {"mean": round(diff, 4), "ci": [round(diff - 1.959964 * se, 4), round(diff + 1.959964 * se, 4)]}
+    first, last = out["first"], out["last"]
+    diff = last["mean"] - first["mean"]
+    if binary:  # Newcombe's hybrid score interval
+        low = diff - math.hypot(last["mean"] - last["ci"][0], first["ci"][1] - first["mean"])
+        high = diff + math.hypot(last["ci"][1] - last["mean"], first["mean"] - first["ci"][0])
+    else:
+        half = Z95 * math.hypot(first["se"], last["se"])
+        low, high = diff - half, diff + half
+    out["difference"] = {"mean": round(diff, 4), "ci": [round(low, 4), round(high, 4)]}
     return out
+
+
+def _wilson(p: float, n: int) -> tuple[float, float]:
+    centre = (p + Z95 * Z95 / (2 * n)) / (1 + Z95 * Z95 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 * Z95 / (4 * n * n)) / (1 + Z95 * Z95 / n)
+    return max(centre - half, 0.0), min(centre + half, 1.0)
 
 
 def _title(start_model: str | Path, rollouts: Rollouts, settings: GRPOSettings) -> str:
