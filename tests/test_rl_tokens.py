@@ -175,3 +175,28 @@ def test_vllm_rollouts_sample_what_the_policy_samples_and_decode_to_the_episode(
         assert any(p < 0.0 for p, m in zip(rollout.logprobs, rollout.env_mask) if m)
     finally:
         engine.close()
+
+
+def test_an_episode_that_ends_without_writing_its_last_call_drops_what_the_policy_wrote_there(tokenizer):
+    """An action the original crashes on ends the episode with its prompt as it was before that step."""
+    rollout = EpisodeTokens.start(tokenizer, QUESTION)
+    first = ids(tokenizer, " Search it.\nAction 1: Search[Milhouse]\nObservation")
+    rollout.generated(first, [-0.5] * len(first))
+    after_one = QUESTION + " Search it.\nAction 1: Search[Milhouse]\nObservation 1: A boy.\n"
+    rollout.commit(after_one + "Thought 2:")
+    second = ids(tokenizer, " Look.\nAction 2: Lookup[x\nObservation")
+    rollout.generated(second, [-0.25] * len(second))
+    kept_before = sum(rollout.env_mask)
+    rollout.close(after_one)  # the loop did not write step 2
+    assert tokenizer.decode(rollout.input_ids) == rollout.text and after_one.startswith(rollout.text)
+    assert len(after_one) - len(rollout.text) <= len("\n")  # cut back to a token boundary within the text
+    assert sum(rollout.env_mask) == kept_before and all(p == 0.0 for p in rollout.logprobs[kept_before:])
+    assert rollout.dropped == len(second)
+    assert written(tokenizer, rollout) == [" Search it.\nAction 1: Search[Milhouse]\nObservation"]
+
+    crashed_at_once = EpisodeTokens.start(tokenizer, QUESTION)
+    crashed_at_once.generated(second, [-0.25] * len(second))
+    crashed_at_once.close(QUESTION.removesuffix("Thought 1:"))  # the first prompt stays: it was read
+    assert crashed_at_once.completion_ids == [] and crashed_at_once.dropped == len(second)
+    with pytest.raises(RolloutTokenError, match="part at character"):
+        EpisodeTokens.start(tokenizer, QUESTION).close("Question: Who else?")

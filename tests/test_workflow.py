@@ -312,6 +312,9 @@ def test_a_killed_grpo_job_resumes_from_its_checkpoint_on_the_next_run(project_d
     assert checkpoint.exists(), "the GRPO job never reached its second checkpoint"
     assert not (tmp_path / "results/rl/tiny-grpo/steps.parquet").exists()
 
+    # Snakemake's own lock outlives a killed snakemake: released as its message says, then the same command.
+    unlock = subprocess.run([*command, "--unlock"], capture_output=True, text=True, env=env, timeout=300)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads((tmp_path / "results/rl/tiny-grpo/run.json").read_text())
@@ -330,10 +333,11 @@ def test_rl_questions_that_overlap_the_evaluation_split_fail_the_job_before_trai
                                                                                       tmp_path):
     config = rl_config(tiny_model)
     # Another name, the same questions: only the job, which reads both splits, can tell.
-    config["data"]["practice"] = {"source": "bundled", "files": ["dev_distractor.jsonl.gz"]}
+    config["data"]["practice"] = {"source": "bundled", "files": ["dev_distractor.jsonl.gz"], "population": 7405}
     config["rl"]["tiny-grpo"]["split"] = "practice"
     result = snakemake(project_dir, tmp_path, config)
     assert result.returncode != 0
-    assert "Error in rule rl" in result.stderr and "rl.tiny-grpo.split (practice)" in result.stderr
+    assert "Error in rule rl" in result.stderr and "rl.tiny-grpo.split (practice)" in result.stderr, \
+        result.stderr[-3000:]
     assert "overlap the evaluation split" in result.stderr
     assert not (tmp_path / "results/rl/tiny-grpo/checkpoints/checkpoint-1").exists()

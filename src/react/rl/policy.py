@@ -137,7 +137,7 @@ class PolicyBackend:
     def finish(self, seed: int, text: str) -> EpisodeTokens:
         """The episode's rollout, closed on the loop's final text (its last observation included)."""
         rollout = self.rollouts.pop(seed)
-        rollout.commit(text)
+        rollout.close(text)
         return rollout
 
     def close(self) -> None:

@@ -80,6 +80,25 @@ class EpisodeTokens:
         self.text = prompt
         self._check(prompt)
 
+    def close(self, text: str) -> None:
+        """The episode's final text. It extends the sequence unless the loop ended the episode without writing its
+        last call (an action the original crashes on, a failed call): then the sequence is cut back to the last
+        token boundary within ``text``, and what the policy wrote after it is dropped, never trained on. (An
+        episode that ends so at its first call keeps its first prompt, which ``text`` does not reach.)"""
+        if text.startswith(self.text):
+            self.commit(text)
+            return
+        if not self.text.startswith(text):
+            self._split(text)  # raises, saying where they part
+        self.dropped += len(self._pending)
+        self._pending, self._pending_logprobs = [], []
+        keep = len(self.completion_ids)
+        while keep and not (self.lead + text).startswith(self._decode(self.prompt_ids + self.completion_ids[:keep])):
+            keep -= 1
+        self.dropped += sum(self.env_mask[keep:])
+        del self.completion_ids[keep:], self.env_mask[keep:], self.logprobs[keep:]
+        self.text = self._decode(self.input_ids)[len(self.lead):]
+
     def _split(self, prompt: str) -> tuple[int, str]:
         """How many pending tokens ``prompt`` keeps as written, and the text after them."""
         if not prompt.startswith(self.text):
