@@ -1,5 +1,6 @@
 # One command each for the main job and the tests, set-up included:
 #   make run    # snakemake --cores 8 (results/table.csv + results/plots/) on the embedded default
+#   make rl     # the same plus GRPO after the finetune (config/rl.yaml; ~45 min on 2 CPUs)
 #   make test   # the test suite (what CI runs)
 #   make test-slurm  # only the SLURM profile tests: a real local cluster (root + apt), stopped after
 # On a CUDA machine: make run DEVICE=gpu   (vllm + torch from PyPI instead of the CPU builds)
@@ -19,7 +20,7 @@ else
   CONSTRAINTS := -c workflow/envs/constraints-cpu.txt
 endif
 
-.PHONY: setup run report test test-slurm clean
+.PHONY: setup run rl report test test-slurm clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +39,10 @@ $(VENV)/.installed: pyproject.toml workflow/envs/constraints-cpu.txt
 run: setup
 	$(VENV)/bin/snakemake --cores $(CORES)
 
+# The default and reinforcement learning after its finetune: base, SFT and SFT+GRPO in one table (docs/rl.md).
+rl: setup
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/rl.yaml
+
 # After `make run`: report.html with the table, the figures, their captions and the rule graph.
 report: setup
 	$(VENV)/bin/snakemake --report report.html
@@ -50,4 +55,4 @@ test-slurm: setup
 	REACT_REQUIRE_SLURM=1 $(PY) -m pytest -m slurm tests/test_slurm.py
 
 clean:
-	rm -rf results/data results/models results/eval results/logs results/plots results/trajectories results/datasets results/finetune results/table.csv results/results.duckdb .snakemake
+	rm -rf results/data results/models results/eval results/logs results/plots results/trajectories results/datasets results/finetune results/rl results/table.csv results/results.duckdb .snakemake
