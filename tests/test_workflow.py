@@ -255,7 +255,7 @@ def test_the_catalog_test_config_runs_the_whole_pipeline(project_dir, tmp_path):
     result = subprocess.run(
         [*SNAKEMAKE, "results/table.csv", "-d", str(tmp_path), "--cores", "2",
          "--configfile", str(project_dir / ".test/config/config.yaml")],
-        cwd=project_dir, capture_output=True, text=True, env=env, timeout=900,
+        cwd=project_dir, capture_output=True, text=True, env=env, timeout=1800,  # a guard against a hang, not a speed test
     )
     assert result.returncode == 0, result.stderr[-4000:]
     rows = [r for r in csv.DictReader((tmp_path / "results/table.csv").open()) if r["kind"] == "measured"]
