@@ -12,11 +12,10 @@ benchmarks/results/chat_comparison-<date>.json (BENCHMARKS.md 10).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
 import sys
 from pathlib import Path
+
+from result_file import write_result  # benchmarks/, beside this script
 
 PROJECT = Path(__file__).resolve().parent.parent
 PAIRS = [  # (a, b, what b - a measures)
@@ -66,22 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                 "only_b": only_b, "only_a": only_a, "p_value": mcnemar_p(only_b, only_a)}
         pairs.append(pair)
         print(f"{a:26} {b:26} {n:>4} {pair['em_diff']:>+8.1f} {only_b:>6} {only_a:>6} {pair['p_value']:>7.3f}  {what}")
-    out = args.out or PROJECT / "benchmarks/results" / f"chat_comparison-{dt.date.today():%Y-%m-%d}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "chat_comparison", "run_dir": str(args.run_dir),
-                               "machine": {"cpu": _cpu(), "platform": platform.platform()},
-                               "models": models, "pairs": pairs}, indent=1))
-    print(f"\nwrote {out}")
+    write_result("chat_comparison", args.out, run_dir=str(args.run_dir), models=models, pairs=pairs)
     return 0
-
-
-def _cpu() -> str:
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import json
-import platform
 import sys
 from pathlib import Path
+
+from result_file import write_result  # benchmarks/, beside this script
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(PROJECT / "src"))
     from react.io import read_parquet
+    from react.rl.settings import RewardSettings
     from react.rl.trainer import reward_fifths
 
     runs = {}
@@ -40,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         steps = read_parquet(folder / "steps.parquet").to_pylist()
         summary = json.loads((folder / "run.json").read_text())
-        reward = summary["rl"]["settings"]["reward"]
-        curve = reward_fifths(steps, binary=reward["metric"] == "em" and not reward["format_penalty"])
+        curve = reward_fifths(steps, binary=RewardSettings(**summary["rl"]["settings"]["reward"]).binary)
         runs[folder.name] = {"settings": summary["rl"]["settings"], "n_questions": summary["rl"]["n_questions"],
                              "timing": summary["timing"], "fifths": curve,
                              "policy_tokens": sum(s["policy_tokens"] for s in steps),
@@ -60,21 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in table:
         print(f"{r['model']:28} {r['method']:9} {r['base_model']:22} {r['n']:>4} {r['em']:>6} {r['em_diff']:>6} "
               f"{r['p_value']:>7}")
-    out = args.out or PROJECT / "benchmarks/results" / f"rl_cpu-{dt.date.today():%Y-%m-%d}.json"
-    out.write_text(json.dumps({"benchmark": "rl_cpu", "run_dir": str(args.run_dir),
-                               "machine": {"cpu": _cpu(), "platform": platform.platform()},
-                               "runs": runs, "table": table}, indent=1))
-    print(f"\nwrote {out}")
+    write_result("rl_cpu", args.out, run_dir=str(args.run_dir), runs=runs, table=table)
     return 0
-
-
-def _cpu() -> str:
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -145,14 +145,25 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _unknown(config: dict[str, Any], value: str, section: str, key: str, what: str) -> list[str]:
+    """The problem of a reference to a name that ``section`` does not define (none if it does)."""
+    if value in config[section]:
+        return []
+    return [f"config key {key!r}: unknown {what} {value!r} "
+            f"(defined under '{section}': {', '.join(sorted(config[section])) or 'none'})"]
+
+
+def _served_only(spec: dict[str, Any]) -> bool:
+    """A model entry that is only a server URL: no weights here to train."""
+    return "url" in spec and not ({"hf_id", "path"} & set(spec))
+
+
 def _check_finetuning(config: dict[str, Any]) -> list[str]:
     """Teachers, imports, datasets and finetune runs refer to each other and to models and splits."""
     problems = []
 
     def known(value: str, section: str, key: str, what: str) -> None:
-        if value not in config[section]:
-            problems.append(f"config key {key!r}: unknown {what} {value!r} "
-                            f"(defined under '{section}': {', '.join(sorted(config[section])) or 'none'})")
+        problems.extend(_unknown(config, value, section, key, what))
 
     for name, teacher in config["teachers"].items():
         if "model" in teacher:
@@ -186,8 +197,7 @@ def _check_finetuning(config: dict[str, Any]) -> list[str]:
         if name in config["models"]:
             problems.append(f"config key 'finetune.{name}': the name is also a model under 'models'")
         known(run["base"], "models", f"finetune.{name}.base", "model")
-        base = config["models"].get(run["base"], {})
-        if "url" in base and not ({"hf_id", "path"} & set(base)):
+        if _served_only(config["models"].get(run["base"], {})):
             problems.append(f"config key 'finetune.{name}.base': {run['base']!r} is only a server URL; "
                             "finetuning needs its weights (give the model an hf_id or path)")
         known(run["dataset"], "datasets", f"finetune.{name}.dataset", "dataset")
@@ -215,22 +225,19 @@ def _check_rl(config: dict[str, Any]) -> list[str]:
             known = sorted([*config["models"], *config["finetune"]])
             problems.append(f"config key 'rl.{name}.start': unknown model {start!r} "
                             f"(defined under 'models' and 'finetune': {', '.join(known)})")
-        elif start in config["models"] and "url" in config["models"][start] and \
-                not ({"hf_id", "path"} & set(config["models"][start])):
+        elif _served_only(config["models"].get(start, {})):
             problems.append(f"config key 'rl.{name}.start': {start!r} is only a server URL; training needs its "
                             "weights (give the model an hf_id or path)")
-        elif model_spec(config, start)["format"] != "raw":
-            problems.append(f"config key 'rl.{name}.start': {start!r} takes the {model_spec(config, start)['format']} "
-                            "format; RL rollouts are raw text for now (start from a raw-format model)")
-        if run["split"] not in config["data"]:
-            problems.append(f"config key 'rl.{name}.split': unknown split {run['split']!r} "
-                            f"(defined under 'data': {', '.join(sorted(config['data']))})")
-        elif run["split"] == config["evaluation"]["split"]:
+        elif (form := model_spec(config, start)["format"]) != "raw":
+            problems.append(f"config key 'rl.{name}.start': {start!r} takes the {form} format; RL rollouts are raw "
+                            "text for now (start from a raw-format model)")
+        split_problems = _unknown(config, run["split"], "data", f"rl.{name}.split", "split")
+        problems += split_problems
+        if not split_problems and run["split"] == config["evaluation"]["split"]:
             problems.append(f"config key 'rl.{name}.split': {run['split']!r} is the evaluation split; the policy "
                             "would practise on the questions it is scored on (use a training split)")
-        if run["corpus"] is not None and run["corpus"] not in config["corpus"]:
-            problems.append(f"config key 'rl.{name}.corpus': unknown corpus {run['corpus']!r} "
-                            f"(defined under 'corpus': {', '.join(sorted(config['corpus']))})")
+        if run["corpus"] is not None:
+            problems += _unknown(config, run["corpus"], "corpus", f"rl.{name}.corpus", "corpus")
         try:
             grpo_settings(run)
         except SettingsError as exc:

@@ -38,6 +38,11 @@ class RewardSettings:
     metric: str  # em | f1, of the episode's answer, as its evaluation row scores it
     format_penalty: float  # subtracted when the episode does not end in a well-formed Finish[...]
 
+    @property
+    def binary(self) -> bool:
+        """Every reward is 0 or 1 (EM without a penalty): proportions, with their own intervals."""
+        return self.metric == "em" and not self.format_penalty
+
 
 @dataclass(frozen=True)
 class GRPOSettings:

@@ -130,10 +130,9 @@ def train_grpo(start_model: str | Path, rollouts: Rollouts, settings: GRPOSettin
         "settings": settings.as_dict(),
         "n_questions": len(rollouts.tasks),
         "steps": settings.steps,
-        "rollouts": table.num_rows and int(sum(table.column("n_rollouts").to_pylist())),
+        "rollouts": int(sum(table.column("n_rollouts").to_pylist())),
         "steps_all_failed": int(sum(table.column("all_failed").to_pylist())),
-        "reward_fifths": reward_fifths(table.to_pylist(), binary=settings.reward.metric == "em" and
-                                       not settings.reward.format_penalty),
+        "reward_fifths": reward_fifths(table.to_pylist(), binary=settings.reward.binary),
         "resumed_from": resume.name if resume else None,
     }
     with atomic_dir(files.adapter) as tmp:
@@ -142,7 +141,9 @@ def train_grpo(start_model: str | Path, rollouts: Rollouts, settings: GRPOSettin
         (tmp / "react_rl.json").write_text(json.dumps({**provenance, "rl": summary}, indent=2, sort_keys=True,
                                                       default=str))
     write_parquet(table, files.metrics, {**provenance, "rl": summary})
-    plot_curves(table, files.curves, _title(start_model, rollouts, settings))
+    from react.results.plots import plot_rl_curves  # matplotlib: only when drawing
+
+    plot_rl_curves(table.to_pydict(), files.curves, _title(start_model, rollouts, settings))
     timing = {"wall_seconds": round(wall, 1), "seconds_per_step": round(wall / settings.steps, 2)}
     with atomic_path(files.summary) as tmp:
         tmp.write_text(json.dumps({**provenance, "rl": summary, "timing": timing}, indent=2, sort_keys=True,
@@ -360,10 +361,3 @@ def _title(start_model: str | Path, rollouts: Rollouts, settings: GRPOSettings) 
             f"beta {settings.beta:g}, temperature {settings.temperature:g}, LoRA r={settings.lora.r}, reward "
             f"{settings.reward.metric}" + (f" - {settings.reward.format_penalty:g} unless finished"
                                            if settings.reward.format_penalty else ""))
-
-
-def plot_curves(table: pa.Table, png: Path, title: str) -> None:
-    """Reward (with its spread), EM, finished and invalid-action %, loss and KL against the step."""
-    from react.results.plots import plot_rl_curves  # matplotlib: only when drawing
-
-    plot_rl_curves(table.to_pydict(), png, title)
